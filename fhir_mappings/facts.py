@@ -1,0 +1,138 @@
+"""The patient picture the rules read.
+
+These dataclasses are the contract between ``fhir_mappings`` (which builds
+them from FHIR) and ``cds_services.rules`` (which reads them). They hold only
+plain values so a rule can be tested with a hand-made instance and a clock.
+All datetimes are timezone-aware UTC.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Mapping
+
+# Analyte keys used in PatientFacts.labs. Canonical units per analyte:
+#   neutrophils, wbc, platelets: "cells/mm3"
+#   ast, alt: "U/L";  bilirubin: "mg/dL"
+#   height: "cm";  weight: "kg";  temperature: "Cel"
+ANALYTES = (
+    "neutrophils",
+    "wbc",
+    "platelets",
+    "ast",
+    "alt",
+    "bilirubin",
+    "height",
+    "weight",
+    "temperature",
+)
+
+
+@dataclass(frozen=True)
+class LabValue:
+    """The latest usable result for one analyte, in its canonical unit.
+
+    ``value`` is None when the latest result cannot be verified (unknown unit,
+    physiologically implausible for its unit, no numeric value); ``problem``
+    then says why in words a clinician understands. A None value must never
+    be read as normal.
+    """
+
+    analyte: str
+    value: float | None
+    unit: str
+    effective: datetime | None
+    raw: str  # as recorded, e.g. "80 10*3/uL"
+    code: str  # the LOINC code that matched
+    ref: str | None = None  # "Observation/abc"
+    uln: float | None = None  # upper limit of normal, canonical unit
+    uln_defaulted: bool = False  # True when uln came from the documented default
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One record that supports a clinical status (a Condition, Observation, Procedure...)."""
+
+    label: str  # human-readable, e.g. "Pregnancy (SNOMED 77386006)"
+    date: datetime | None = None
+    ref: str | None = None  # "Condition/123"
+    code: str | None = None  # the code that matched, e.g. a CVX code
+
+
+@dataclass(frozen=True)
+class Dose:
+    """The dose read from an order's dosageInstruction.
+
+    Exactly one of ``mg`` and ``mg_per_m2`` is set when the dose could be read;
+    both are None and ``problem`` says why otherwise.
+    """
+
+    raw: str
+    mg: float | None = None
+    mg_per_m2: float | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class DrugUse:
+    """A medication the patient takes or is being ordered.
+
+    ``drugs`` holds the ids of the code table in ``fhir_mappings/data/drugs.json``
+    (e.g. "ixabepilone", "capecitabine", "ketoconazole") that the medication
+    matched; it is empty for a medication we do not know.
+    """
+
+    drugs: frozenset[str]
+    display: str
+    origin: str  # "draft" (in context.draftOrders), "request" (MedicationRequest), "statement"
+    status: str | None = None
+    ref: str | None = None  # "MedicationRequest/123"
+    date: datetime | None = None
+    dose: Dose | None = None
+    matched_by: str | None = None  # "rxnorm", "ndc", "atc", "name", "ingredient"
+
+
+@dataclass(frozen=True)
+class Allergy:
+    """An AllergyIntolerance that names a substance we know."""
+
+    substances: frozenset[str]  # ids from drugs.json, e.g. "cremophor", "paclitaxel"
+    display: str
+    criticality: str | None = None  # "low" | "high" | "unable-to-assess" | None
+    ref: str | None = None
+    date: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PatientFacts:
+    """Everything the rules may read about one patient at one moment (``now``)."""
+
+    now: datetime
+    patient_id: str
+    # Latest result per analyte key (see ANALYTES); a key is absent when no
+    # result for it was found at all.
+    labs: Mapping[str, LabValue] = field(default_factory=dict)
+    # Ixabepilone orders the hook is acting on (from context.draftOrders).
+    orders: tuple[DrugUse, ...] = ()
+    # Every draft order in context (ixabepilone ones included).
+    draft_orders: tuple[DrugUse, ...] = ()
+    # Active/on-hold MedicationRequests and active/intended MedicationStatements
+    # from the record (not the drafts).
+    medications: tuple[DrugUse, ...] = ()
+    allergies: tuple[Allergy, ...] = ()
+    # Positive, current evidence only: a "not pregnant" result newer than a
+    # pregnancy record clears it, in the mapping, not the rule.
+    pregnancy: tuple[Evidence, ...] = ()
+    breastfeeding: tuple[Evidence, ...] = ()
+    liver_disease: tuple[Evidence, ...] = ()
+    gilbert_syndrome: tuple[Evidence, ...] = ()
+    diabetes: tuple[Evidence, ...] = ()
+    neuropathy: tuple[Evidence, ...] = ()
+    radiotherapy: tuple[Evidence, ...] = ()  # with date of the procedure
+    live_vaccines: tuple[Evidence, ...] = ()  # given (Immunization) or ordered
+    birth_date: str | None = None
+    sex: str | None = None
+    # Resources that could not be read, one sentence each, for the
+    # check-unavailable card ("Observation/obs-7: unknown element 'foo'").
+    problems: tuple[str, ...] = ()
