@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping
+from typing import Any, Mapping
 
 # Analyte keys used in PatientFacts.labs. Canonical units per analyte:
 #   neutrophils, wbc, platelets: "cells/mm3"
@@ -91,6 +91,9 @@ class DrugUse:
     date: datetime | None = None
     dose: Dose | None = None
     matched_by: str | None = None  # "rxnorm", "ndc", "atc", "name", "ingredient"
+    # The order's own JSON, for draft orders only, so a suggestion can update
+    # or replace it (e.g. the same order with a reduced dose).
+    resource: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
