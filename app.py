@@ -1,0 +1,81 @@
+"""The Flask application factory, and ``app`` for WSGI servers (``gunicorn app:app``).
+
+``create_app`` wires everything once: settings from the ``CDS_`` environment,
+the knowledge base (validated, or the service refuses to start), the feedback
+store, the FHIR client, CORS, the error handlers and the blueprints.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+import requests
+from flask import Flask
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def create_app(
+    config: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    clock: Callable[[], datetime] | None = None,
+    session: requests.Session | None = None,
+) -> Flask:
+    """Build the app. ``config`` overrides settings (tests); ``clock`` fixes "now"."""
+    from cds_services.api import bp as cds_blueprint
+    from cds_services.config import load_settings
+    from cds_services.cors import install_cors
+    from cds_services.errors import register_error_handlers
+    from cds_services.feedback import FeedbackStore, default_sqlite_url
+    from cds_services.fhir_client import FhirClient, FhirClientSettings
+    from cds_services.knowledge import load_knowledge
+    from cds_services.runtime import EXTENSION, Runtime
+
+    settings = load_settings(environ, config)
+    logging.basicConfig(level=settings.log_level)
+
+    app = Flask(__name__, instance_path=os.path.join(os.path.dirname(os.path.abspath(__file__)), "instance"))
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # keep the spec's field order in cards
+
+    kb = load_knowledge(settings.knowledge_path)
+    database_url = settings.database_url
+    if database_url is None:
+        os.makedirs(app.instance_path, exist_ok=True)
+        database_url = default_sqlite_url(app.instance_path)
+    fhir = FhirClient(
+        FhirClientSettings(
+            connect_timeout=settings.fhir_connect_timeout,
+            read_timeout=settings.fhir_read_timeout,
+            max_workers=settings.fhir_max_workers,
+            max_response_bytes=settings.fhir_max_response_bytes,
+        ),
+        session=session,
+    )
+    runtime = Runtime(
+        settings=settings,
+        kb=kb,
+        feedback=FeedbackStore(database_url),
+        fhir=fhir,
+        clock=clock or _utc_now,
+    )
+    app.extensions[EXTENSION] = runtime
+
+    install_cors(app, settings.cors_origins, settings.cors_allow_credentials)
+    register_error_handlers(app)
+    app.register_blueprint(cds_blueprint)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """``app.app`` is built on first use, so importing this module has no side effects."""
+    if name == "app":
+        global app
+        app = create_app()
+        return app
+    raise AttributeError(name)

@@ -1,0 +1,76 @@
+"""Findings to CDS Hooks 2.0 cards.
+
+The spec forbids null and empty values other than an empty ``cards`` array
+(requirement 3), so every optional field is added only when it has content.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any, Callable, Iterable
+
+from .findings import Action, Finding, Suggestion
+
+OVERRIDE_REASON_SYSTEM = "urn:ixabepilone-cds:override-reason"
+SUMMARY_LIMIT = 140  # spec: "<140 characters"
+
+
+def _action(action: Action) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": action.type, "description": action.description}
+    if action.resource:
+        out["resource"] = dict(action.resource)
+    if action.resource_id:
+        out["resourceId"] = action.resource_id
+    return out
+
+
+def _suggestion(suggestion: Suggestion, new_uuid: Callable[[], str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"label": suggestion.label, "uuid": new_uuid()}
+    if suggestion.is_recommended:
+        out["isRecommended"] = True
+    if suggestion.actions:
+        out["actions"] = [_action(a) for a in suggestion.actions]
+    return out
+
+
+def _shorten(summary: str) -> str:
+    if len(summary) < SUMMARY_LIMIT:
+        return summary
+    return summary[: SUMMARY_LIMIT - 2].rstrip() + "…"
+
+
+def build_card(finding: Finding, kb: Any, new_uuid: Callable[[], str] | None = None) -> dict[str, Any]:
+    """One card; ``kb`` supplies the source label/url and the rule code system."""
+    new_uuid = new_uuid or (lambda: str(uuid.uuid4()))
+    source = kb.sources[finding.source]
+    label = source.label if not finding.section else f"{source.label}, {finding.section}"
+    card_source: dict[str, Any] = {
+        "label": label,
+        "topic": {
+            "system": kb.code_system,
+            "code": finding.rule,
+            "display": kb.rule_display(finding.rule),
+        },
+    }
+    if source.url:
+        card_source["url"] = source.url
+    card: dict[str, Any] = {
+        "uuid": new_uuid(),
+        "summary": _shorten(finding.summary),
+        "indicator": finding.indicator,
+        "source": card_source,
+    }
+    if finding.detail:
+        card["detail"] = finding.detail
+    if finding.suggestions:
+        card["suggestions"] = [_suggestion(s, new_uuid) for s in finding.suggestions]
+        card["selectionBehavior"] = finding.selection_behavior
+    if finding.override_reasons:
+        card["overrideReasons"] = [
+            {"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": display}
+            for code, display in finding.override_reasons
+        ]
+    return card
+
+
+def build_cards(findings: Iterable[Finding], kb: Any) -> list[dict[str, Any]]:
+    return [build_card(finding, kb) for finding in findings]

@@ -1,0 +1,106 @@
+"""The services we offer and the data each asks the EHR to prefetch.
+
+Both services run the same checks; they differ in the hook they answer and so
+in which draft orders they act on (see :mod:`cds_services.scope`). Their ids
+differ per hook, as discovery requires unique ids.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from fhir_mappings.codes import observation_query_codes, procedure_query_codes
+
+ORDER_SELECT = "order-select"
+ORDER_SIGN = "order-sign"
+
+# Prefetch keys. Spec 2.0 §prefetch-template: only {{context.x}} tokens, and
+# simple searches (token equality, _sort, _count). A date filter cannot be
+# expressed with a context token, so recent data is asked for by sorting
+# newest first and counting; the freshness windows are applied by the rules.
+def prefetch_templates() -> dict[str, str]:
+    pid = "{{context.patientId}}"
+    return {
+        "patient": f"Patient/{pid}",
+        "medicationRequests": f"MedicationRequest?patient={pid}&status=active,on-hold",
+        "medicationStatements": f"MedicationStatement?patient={pid}&status=active,intended",
+        "labs": f"Observation?patient={pid}&code={','.join(observation_query_codes('labs'))}"
+        "&_sort=-date&_count=100",
+        "vitals": f"Observation?patient={pid}&code={','.join(observation_query_codes('vitals'))}"
+        "&_sort=-date&_count=50",
+        "reproductive": f"Observation?patient={pid}"
+        f"&code={','.join(observation_query_codes('reproductive'))}&_sort=-date&_count=20",
+        "conditions": f"Condition?patient={pid}&clinical-status=active,recurrence,relapse",
+        "allergies": f"AllergyIntolerance?patient={pid}",
+        "procedures": f"Procedure?patient={pid}&code={','.join(procedure_query_codes())}",
+        "immunizations": f"Immunization?patient={pid}&_sort=-date&_count=50",
+    }
+
+
+@dataclass(frozen=True)
+class Service:
+    id: str
+    hook: str
+    title: str
+    description: str
+
+
+SERVICES: tuple[Service, ...] = (
+    Service(
+        id="ixabepilone-order-select",
+        hook=ORDER_SELECT,
+        title="Ixabepilone (Ixempra) order safety",
+        description=(
+            "When an ixabepilone order is selected, or an order that interacts with a "
+            "drafted ixabepilone order: contraindications (neutrophils, platelets, "
+            "hepatic function with capecitabine, hypersensitivity, pregnancy), hepatic "
+            "dosing, CYP3A4 interactions, dose for body surface area, premedication."
+        ),
+    ),
+    Service(
+        id="ixabepilone-order-sign",
+        hook=ORDER_SIGN,
+        title="Ixabepilone (Ixempra) order safety at signing",
+        description=(
+            "Before ixabepilone orders are signed: the same checks over every draft "
+            "order, so nothing reaches the pharmacy unchecked."
+        ),
+    ),
+)
+
+USAGE_REQUIREMENTS = (
+    "Send every prefetch key, or fhirServer with an access token that can read "
+    "Patient, MedicationRequest, MedicationStatement, Observation, Condition, "
+    "AllergyIntolerance, Procedure and Immunization for the patient. Draft "
+    "orders must be MedicationRequests coded with RxNorm or NDC, or named."
+)
+
+KNOWLEDGE_EXTENSION = "org.ixabepilone-cds.knowledge"
+
+
+def find_service(service_id: str) -> Service | None:
+    return next((s for s in SERVICES if s.id == service_id), None)
+
+
+def discovery_document(knowledge_version: str, knowledge_sources: Mapping[str, str]) -> dict[str, Any]:
+    """The body of GET /cds-services."""
+    prefetch = prefetch_templates()
+    return {
+        "services": [
+            {
+                "hook": service.hook,
+                "id": service.id,
+                "title": service.title,
+                "description": f"{service.description} Knowledge version {knowledge_version}.",
+                "prefetch": prefetch,
+                "usageRequirements": USAGE_REQUIREMENTS,
+                "extension": {
+                    KNOWLEDGE_EXTENSION: {
+                        "version": knowledge_version,
+                        "sources": dict(knowledge_sources),
+                    }
+                },
+            }
+            for service in SERVICES
+        ]
+    }

@@ -1,0 +1,138 @@
+"""Configuration, read from the environment in one place and checked at start.
+
+Every setting has a ``CDS_`` environment variable. ``load_settings`` turns the
+environment (plus test overrides) into a frozen :class:`Settings`; a value
+that does not parse or makes no sense raises :class:`ConfigError` naming the
+variable, so a misconfigured deployment stops at start instead of answering
+wrongly at 3 a.m.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Feedback store (and shared replay store, where configured): any SQLAlchemy URL.
+    # None means "a SQLite file in the app's instance folder".
+    database_url: str | None = None
+    # Origins allowed to call from a browser (the CDS Hooks sandbox); "*" allows any
+    # origin but then credentials are never allowed.
+    cors_origins: tuple[str, ...] = ("https://sandbox.cds-hooks.org",)
+    cors_allow_credentials: bool = False
+    # The URL clients call us at, as they see it (behind a proxy); JWT "aud" is
+    # checked against it. None: taken from the request.
+    public_base_url: str | None = None
+    fhir_connect_timeout: float = 3.05
+    fhir_read_timeout: float = 5.0
+    fhir_max_workers: int = 8
+    fhir_max_response_bytes: int = 10 * 1024 * 1024
+    max_body_bytes: int = 1024 * 1024
+    max_json_depth: int = 64
+    knowledge_path: str | None = None
+    log_level: str = "INFO"
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name}={raw!r}: expected true or false")
+
+
+def _parse_positive(name: str, raw: str, kind: type) -> Any:
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a positive {kind.__name__}") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r}: must be greater than 0")
+    return value
+
+
+def _parse_origins(name: str, raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if origin == "*":
+            continue
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise ConfigError(
+                f"{name}: {origin!r} is not an origin (scheme://host[:port], no path)"
+            )
+    return origins
+
+
+def _parse_base_url(name: str, raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(f"{name}={raw!r}: expected an http(s) URL without query or fragment")
+    return raw.strip().rstrip("/")
+
+
+# Environment variable -> (Settings field, parser)
+_ENV: dict[str, tuple[str, Any]] = {
+    "CDS_DATABASE_URL": ("database_url", lambda n, v: v.strip() or None),
+    "CDS_CORS_ORIGINS": ("cors_origins", _parse_origins),
+    "CDS_CORS_ALLOW_CREDENTIALS": ("cors_allow_credentials", _parse_bool),
+    "CDS_PUBLIC_BASE_URL": ("public_base_url", _parse_base_url),
+    "CDS_FHIR_CONNECT_TIMEOUT": ("fhir_connect_timeout", lambda n, v: _parse_positive(n, v, float)),
+    "CDS_FHIR_READ_TIMEOUT": ("fhir_read_timeout", lambda n, v: _parse_positive(n, v, float)),
+    "CDS_FHIR_MAX_WORKERS": ("fhir_max_workers", lambda n, v: _parse_positive(n, v, int)),
+    "CDS_FHIR_MAX_RESPONSE_BYTES": (
+        "fhir_max_response_bytes",
+        lambda n, v: _parse_positive(n, v, int),
+    ),
+    "CDS_MAX_BODY_BYTES": ("max_body_bytes", lambda n, v: _parse_positive(n, v, int)),
+    "CDS_MAX_JSON_DEPTH": ("max_json_depth", lambda n, v: _parse_positive(n, v, int)),
+    "CDS_KNOWLEDGE_PATH": ("knowledge_path", lambda n, v: v.strip() or None),
+    "CDS_LOG_LEVEL": ("log_level", lambda n, v: v.strip().upper()),
+}
+
+ENV_VARIABLES = tuple(_ENV)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Defaults, then the ``CDS_`` environment, then ``overrides`` (tests)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, (field_name, parse) in _ENV.items():
+        if name in environ:
+            values[field_name] = parse(name, environ[name])
+    unknown = sorted(k for k in environ if k.startswith("CDS_") and k not in _ENV)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_ENV))}"
+        )
+    settings = replace(Settings(), **values)
+    if overrides:
+        known = {f.name for f in fields(Settings)}
+        bad = sorted(set(overrides) - known)
+        if bad:
+            raise ConfigError(f"unknown setting override(s): {', '.join(bad)}")
+        settings = replace(settings, **overrides)
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    if "*" in settings.cors_origins and settings.cors_allow_credentials:
+        raise ConfigError(
+            "CDS_CORS_ORIGINS=* cannot be combined with CDS_CORS_ALLOW_CREDENTIALS=true: "
+            "list the origins that may send credentials"
+        )
+    if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"CDS_LOG_LEVEL={settings.log_level!r}: expected DEBUG, INFO, WARNING or ERROR")
+    if settings.knowledge_path and not os.path.isfile(settings.knowledge_path):
+        raise ConfigError(f"CDS_KNOWLEDGE_PATH={settings.knowledge_path!r}: no such file")

@@ -1,0 +1,125 @@
+"""Outbound FHIR reads for prefetch keys the EHR did not send.
+
+One ``requests.Session`` and one thread pool per app (connection reuse, and
+the missing queries run side by side so the wait is the slowest query, not
+the sum). Failures become typed errors, as smart-on-fhir/client-py does, so
+the caller can say exactly what went wrong. The access token is sent only to
+the server it was issued for and is never logged.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import requests
+
+log = logging.getLogger(__name__)
+
+
+class FhirError(Exception):
+    """A FHIR read failed; ``reason`` is safe to show the caller (no token, no PHI)."""
+
+    def __init__(self, query: str, reason: str) -> None:
+        super().__init__(f"{query}: {reason}")
+        self.query = query
+        self.reason = reason
+
+
+class FhirUnauthorized(FhirError):
+    """401/403: the token was refused or does not allow this read."""
+
+
+class FhirNotFound(FhirError):
+    """404 on a read."""
+
+
+class FhirUnavailable(FhirError):
+    """Connection refused, timeout, 5xx: the server could not answer."""
+
+
+class FhirBadResponse(FhirError):
+    """The server answered with something that is not usable FHIR JSON."""
+
+
+@dataclass(frozen=True)
+class FhirClientSettings:
+    connect_timeout: float
+    read_timeout: float
+    max_workers: int
+    max_response_bytes: int
+
+
+class FhirClient:
+    def __init__(self, settings: FhirClientSettings, session: requests.Session | None = None) -> None:
+        self.settings = settings
+        self.session = session or requests.Session()
+        self._pool = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="fhir")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.session.close()
+
+    def read(self, base_url: str, query: str, token: str | None) -> Any:
+        """GET ``{base_url}/{query}`` and return the decoded JSON."""
+        url = f"{base_url.rstrip('/')}/{query.lstrip('/')}"
+        headers = {"Accept": "application/fhir+json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            with self.session.get(
+                url,
+                headers=headers,
+                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+                allow_redirects=False,  # a redirect could carry the token elsewhere
+                stream=True,
+            ) as response:
+                status = response.status_code
+                if status in (401, 403):
+                    raise FhirUnauthorized(query, f"FHIR server refused access ({status})")
+                if status == 404:
+                    raise FhirNotFound(query, "not found on the FHIR server (404)")
+                if 300 <= status < 400:
+                    raise FhirBadResponse(query, f"FHIR server redirected ({status}); redirects are not followed")
+                if status >= 500:
+                    raise FhirUnavailable(query, f"FHIR server error ({status})")
+                if status != 200:
+                    raise FhirBadResponse(query, f"unexpected status {status} from the FHIR server")
+                body = self._read_capped(response, query)
+        except requests.Timeout:
+            raise FhirUnavailable(query, "FHIR server did not answer in time") from None
+        except requests.ConnectionError:
+            raise FhirUnavailable(query, "could not connect to the FHIR server") from None
+        except requests.RequestException as error:
+            raise FhirUnavailable(query, f"request failed ({type(error).__name__})") from None
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            raise FhirBadResponse(query, "FHIR server answered with invalid JSON") from None
+
+    def _read_capped(self, response: requests.Response, query: str) -> bytes:
+        limit = self.settings.max_response_bytes
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(chunk_size=65536):
+            size += len(chunk)
+            if size > limit:
+                raise FhirBadResponse(query, f"FHIR response larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def read_many(
+        self, base_url: str, queries: Mapping[str, str], token: str | None
+    ) -> dict[str, Any | FhirError]:
+        """Run the queries concurrently; each key maps to its JSON or to its error."""
+        futures = {key: self._pool.submit(self.read, base_url, query, token) for key, query in queries.items()}
+        results: dict[str, Any | FhirError] = {}
+        for key, future in futures.items():
+            try:
+                results[key] = future.result()
+            except FhirError as error:
+                log.warning("FHIR query for prefetch key %s failed: %s", key, error.reason)
+                results[key] = error
+        return results

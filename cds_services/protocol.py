@@ -1,0 +1,178 @@
+"""Reading CDS Hooks requests: the JSON body and the hook request's fields.
+
+Every way a request can be wrong gets its own sentence, naming the field, so
+an integrator can fix the call from the error alone.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .catalog import ORDER_SELECT, Service
+from .errors import BadRequest, UnsupportedMediaType
+
+
+def read_json(content_type: str | None, data: bytes, max_depth: int) -> Any:
+    """Decode a JSON request body, refusing other media types and deep nesting."""
+    mimetype = (content_type or "").split(";", 1)[0].strip().lower()
+    if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, got {mimetype or 'none'!r}"
+        )
+    if not data:
+        raise BadRequest("request body is empty; expected a JSON object")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("request body is not valid UTF-8") from None
+    _check_depth(text, max_depth)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BadRequest(
+            f"malformed JSON at line {error.lineno} column {error.colno}: {error.msg}"
+        ) from None
+    except RecursionError:  # pragma: no cover - _check_depth rejects this first
+        raise BadRequest(f"JSON nested deeper than {max_depth} levels") from None
+
+
+def _check_depth(text: str, max_depth: int) -> None:
+    """Reject nesting deeper than ``max_depth`` before the decoder recurses into it."""
+    depth = 0
+    in_string = False
+    escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > max_depth:
+                raise BadRequest(f"JSON nested deeper than {max_depth} levels")
+        elif char in "]}":
+            depth -= 1
+
+
+@dataclass(frozen=True)
+class HookRequest:
+    hook: str
+    hook_instance: str
+    patient_id: str
+    user_id: str
+    draft_orders: Mapping[str, Any]
+    selections: tuple[str, ...]  # order-select only; () for order-sign
+    encounter_id: str | None = None
+    fhir_server: str | None = None
+    access_token: str | None = None
+    token_patient: str | None = None
+    prefetch: Mapping[str, Any] | None = None
+
+
+def _require_string(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = obj.get(key)
+    if value is None:
+        raise BadRequest(f"{where}{key} is required", expression=[f"{where}{key}"])
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"{where}{key} must be a non-empty string", expression=[f"{where}{key}"])
+    return value
+
+
+def _optional_string(obj: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"{where}{key} must be a non-empty string when present", expression=[f"{where}{key}"])
+    return value
+
+
+def parse_hook_request(body: Any, service: Service) -> HookRequest:
+    """Validate a service call against the hook the service answers."""
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    hook = _require_string(body, "hook", "")
+    if hook != service.hook:
+        raise BadRequest(
+            f"hook {hook!r} does not match service {service.id!r}, which answers {service.hook!r}",
+            expression=["hook"],
+        )
+    hook_instance = _require_string(body, "hookInstance", "")
+    context = body.get("context")
+    if not isinstance(context, dict):
+        raise BadRequest("context is required and must be an object", expression=["context"])
+    user_id = _require_string(context, "userId", "context.")
+    patient_id = _require_string(context, "patientId", "context.")
+    encounter_id = _optional_string(context, "encounterId", "context.")
+
+    draft_orders = context.get("draftOrders")
+    if draft_orders is None:
+        raise BadRequest("context.draftOrders is required (a FHIR Bundle)", expression=["context.draftOrders"])
+    if not isinstance(draft_orders, dict):
+        raise BadRequest("context.draftOrders must be a FHIR Bundle object", expression=["context.draftOrders"])
+    # A browser client may fire before the order is complete: a Bundle with no
+    # type or no entries is accepted (and yields no cards), another resource is not.
+    if draft_orders.get("resourceType", "Bundle") != "Bundle":
+        raise BadRequest(
+            f"context.draftOrders must be a Bundle, got {draft_orders.get('resourceType')!r}",
+            expression=["context.draftOrders"],
+        )
+    entries = draft_orders.get("entry", [])
+    if entries is not None and not isinstance(entries, list):
+        raise BadRequest("context.draftOrders.entry must be an array", expression=["context.draftOrders.entry"])
+
+    selections: tuple[str, ...] = ()
+    if hook == ORDER_SELECT:
+        raw = context.get("selections")
+        if raw is None:
+            raise BadRequest("context.selections is required for order-select", expression=["context.selections"])
+        if not isinstance(raw, list) or not all(isinstance(s, str) and s for s in raw):
+            raise BadRequest(
+                "context.selections must be an array of references such as 'MedicationRequest/123'",
+                expression=["context.selections"],
+            )
+        selections = tuple(raw)
+
+    fhir_server = _optional_string(body, "fhirServer", "")
+    auth = body.get("fhirAuthorization")
+    access_token = token_patient = None
+    if auth is not None:
+        if not isinstance(auth, dict):
+            raise BadRequest("fhirAuthorization must be an object", expression=["fhirAuthorization"])
+        if fhir_server is None:
+            raise BadRequest("fhirAuthorization was sent without fhirServer", expression=["fhirServer"])
+        access_token = _require_string(auth, "access_token", "fhirAuthorization.")
+        token_type = auth.get("token_type", "Bearer")
+        if token_type != "Bearer":
+            raise BadRequest("fhirAuthorization.token_type must be 'Bearer'", expression=["fhirAuthorization.token_type"])
+        token_patient = _optional_string(auth, "patient", "fhirAuthorization.")
+        if token_patient is not None and token_patient != patient_id:
+            raise BadRequest(
+                "fhirAuthorization.patient does not match context.patientId; "
+                "the access token is for another patient",
+                expression=["fhirAuthorization.patient"],
+            )
+
+    prefetch = body.get("prefetch")
+    if prefetch is not None and not isinstance(prefetch, dict):
+        raise BadRequest("prefetch must be an object of prefetch keys", expression=["prefetch"])
+
+    return HookRequest(
+        hook=hook,
+        hook_instance=hook_instance,
+        patient_id=patient_id,
+        user_id=user_id,
+        encounter_id=encounter_id,
+        draft_orders=draft_orders,
+        selections=selections,
+        fhir_server=fhir_server.rstrip("/") if fhir_server else None,
+        access_token=access_token,
+        token_patient=token_patient,
+        prefetch=prefetch,
+    )

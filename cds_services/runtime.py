@@ -1,0 +1,35 @@
+"""The shared objects of one app: made once in the factory, closed once.
+
+Views reach them through :func:`runtime`, never through module globals, so two
+apps (tests create many) never share a database, a session or a clock.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+
+from flask import current_app
+
+from .config import Settings
+from .feedback import FeedbackStore
+from .fhir_client import FhirClient
+
+EXTENSION = "ixabepilone_cds"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    kb: Any
+    feedback: FeedbackStore
+    fhir: FhirClient
+    clock: Callable[[], datetime]
+
+    def close(self) -> None:
+        self.fhir.close()
+        self.feedback.close()
+
+
+def runtime() -> Runtime:
+    return current_app.extensions[EXTENSION]

@@ -1,0 +1,23 @@
+"""Production serving: ``gunicorn -c gunicorn.conf.py app:app``.
+
+The checks are CPU-bound (parsing FHIR, running rules) with short waits on
+the EHR's FHIR server, so: one process per core for the CPU part, a few
+threads per process to overlap the waits. Timeouts stay below what an EHR
+waits for a hook (a few seconds), so a stuck worker is replaced before the
+EHR gives up on us.
+"""
+import multiprocessing
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+timeout = 20  # hard kill of a stuck worker
+graceful_timeout = 20  # SIGTERM: finish in-flight hook calls, then exit
+keepalive = 5
+max_requests = 5000  # recycle workers now and then; jitter so they do not all restart at once
+max_requests_jitter = 500
+accesslog = "-"
+errorlog = "-"
+access_log_format = '{"time":"%(t)s","remote":"%(h)s","method":"%(m)s","path":"%(U)s","status":%(s)s,"bytes":%(B)s,"ms":%(M)s}'

@@ -1,0 +1,51 @@
+"""Settings from the CDS_ environment: a bad value stops the service with a clear message."""
+from __future__ import annotations
+
+import pytest
+
+from cds_services.config import ConfigError, load_settings
+
+
+def test_defaults_need_no_environment():
+    settings = load_settings({})
+    assert settings.database_url is None  # SQLite in the instance folder
+    assert settings.max_body_bytes == 1024 * 1024
+
+
+def test_environment_is_read():
+    settings = load_settings({
+        "CDS_DATABASE_URL": "postgresql+psycopg://cds@db/cds",
+        "CDS_CORS_ORIGINS": "https://sandbox.cds-hooks.org, https://ehr.example.org",
+        "CDS_PUBLIC_BASE_URL": "https://cds.example.org/",
+        "CDS_FHIR_READ_TIMEOUT": "2.5",
+    })
+    assert settings.database_url.startswith("postgresql")
+    assert settings.cors_origins == ("https://sandbox.cds-hooks.org", "https://ehr.example.org")
+    assert settings.public_base_url == "https://cds.example.org"
+    assert settings.fhir_read_timeout == 2.5
+
+
+@pytest.mark.parametrize(
+    ("environ", "words"),
+    [
+        ({"CDS_FHIR_READ_TIMEOUT": "soon"}, "CDS_FHIR_READ_TIMEOUT='soon'"),
+        ({"CDS_FHIR_CONNECT_TIMEOUT": "0"}, "must be greater than 0"),
+        ({"CDS_CORS_ORIGINS": "sandbox.cds-hooks.org/path"}, "is not an origin"),
+        ({"CDS_CORS_ORIGINS": "*", "CDS_CORS_ALLOW_CREDENTIALS": "true"}, "cannot be combined"),
+        ({"CDS_PUBLIC_BASE_URL": "ftp://x"}, "expected an http(s) URL"),
+        ({"CDS_LOG_LEVEL": "loud"}, "CDS_LOG_LEVEL"),
+        ({"CDS_KNOWLEDGE_PATH": "/nonexistent/kb.json"}, "no such file"),
+        ({"CDS_DATABSE_URL": "sqlite://"}, "unknown setting(s) CDS_DATABSE_URL"),
+    ],
+)
+def test_bad_values_stop_the_service(environ, words):
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ)
+    assert words in str(error.value)
+
+
+def test_create_app_refuses_to_start_on_bad_config(tmp_path):
+    from app import create_app
+
+    with pytest.raises(ConfigError):
+        create_app(environ={"CDS_MAX_BODY_BYTES": "-1"})

@@ -1,0 +1,159 @@
+"""Prefetch first, the EHR's FHIR server for the rest (spec 2.0 §prefetch, requirement 54)."""
+from __future__ import annotations
+
+import json
+import threading
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import responses
+
+from conftest import rule_codes
+
+SIGN = "/cds-services/ixabepilone-order-sign"
+FHIR = "https://ehr.example.org/fhir"
+TOKEN = "opaque-access-token-7f3a"
+
+
+def post(client, body):
+    return client.post(SIGN, data=json.dumps(body), content_type="application/json")
+
+
+def with_server(body):
+    body["fhirServer"] = FHIR
+    body["fhirAuthorization"] = {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300,
+                                 "scope": "patient/*.read", "subject": "ixabepilone-cds",
+                                 "patient": body["context"]["patientId"]}
+    return body
+
+
+def searchset(*resources):
+    return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
+            "entry": [{"resource": r} for r in resources]}
+
+
+@responses.activate(assert_all_requests_are_fired=True)
+def test_full_prefetch_reads_nothing_from_the_fhir_server(client, hook_request):
+    # No URL is registered: any outbound request would raise ConnectionError.
+    response = post(client, with_server(hook_request()))
+    assert response.status_code == 200
+    assert "platelets-low" in rule_codes(response.get_json())
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_absent_key_is_fetched_with_the_bearer_token(client, hook_request, sample_request):
+    labs = sample_request["prefetch"]["labs"]
+    responses.get(f"{FHIR}/Observation", json=labs)
+    body = with_server(hook_request(drop_prefetch=("labs",)))
+    response = post(client, body)
+    assert response.status_code == 200, response.get_json()
+    assert "platelets-low" in rule_codes(response.get_json())
+    (call,) = responses.calls
+    assert call.request.headers["Authorization"] == f"Bearer {TOKEN}"
+    query = parse_qs(urlsplit(call.request.url).query)
+    assert query["patient"] == ["ixa-demo-1"]
+    assert "http://loinc.org|777-3" in query["code"][0].split(",")
+    connect, read = call.request.req_kwargs["timeout"]
+    assert connect > 0 and read > 0
+
+
+@responses.activate
+def test_key_carrying_an_operation_outcome_is_fetched(client, hook_request, sample_request):
+    responses.get(f"{FHIR}/Observation", json=sample_request["prefetch"]["labs"])
+    outcome = {"resourceType": "OperationOutcome",
+               "issue": [{"severity": "error", "code": "timeout", "diagnostics": "prefetch timed out"}]}
+    response = post(client, with_server(hook_request(labs=outcome)))
+    assert response.status_code == 200
+    assert len(responses.calls) == 1
+    assert "platelets-low" in rule_codes(response.get_json())
+
+
+@responses.activate(assert_all_requests_are_fired=True)
+def test_null_key_means_no_data_not_missing(client, hook_request):
+    response = post(client, with_server(hook_request(labs=None)))
+    assert response.status_code == 200
+    assert len(responses.calls) == 0
+    # With no labs at all, the checks say so rather than staying silent.
+    assert "labs-missing" in rule_codes(response.get_json())
+
+
+@responses.activate
+def test_missing_queries_run_concurrently(client, hook_request, sample_request):
+    keys = ("patient", "labs", "vitals", "medicationRequests")
+    barrier = threading.Barrier(len(keys), timeout=5)
+    answers = {
+        "/Patient/ixa-demo-1": sample_request["prefetch"]["patient"],
+        "/Observation": None,  # decided by the code parameter below
+        "/MedicationRequest": searchset(),
+    }
+
+    def answer(request):
+        barrier.wait()  # raises BrokenBarrierError if the queries ran one after another
+        path = urlsplit(request.url).path.removeprefix("/fhir")
+        if path == "/Observation":
+            codes = parse_qs(urlsplit(request.url).query)["code"][0]
+            payload = sample_request["prefetch"]["labs" if "777-3" in codes else "vitals"]
+        else:
+            payload = answers[path]
+        return 200, {"Content-Type": "application/fhir+json"}, json.dumps(payload)
+
+    for path in ("/Patient/ixa-demo-1", "/Observation", "/MedicationRequest"):
+        responses.add_callback(responses.GET, f"{FHIR}{path}", callback=answer)
+    response = post(client, with_server(hook_request(drop_prefetch=keys)))
+    assert response.status_code == 200, response.get_json()
+    assert len(responses.calls) == len(keys)
+    assert "platelets-low" in rule_codes(response.get_json())
+
+
+def test_missing_key_and_no_fhir_server_is_412(client, hook_request):
+    response = post(client, hook_request(drop_prefetch=("labs", "conditions")))
+    assert response.status_code == 412
+    body = response.get_json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert "conditions, labs" in body["issue"][0]["diagnostics"]
+
+
+@responses.activate
+def test_fhir_server_401_is_412_saying_access_was_refused(client, hook_request, caplog):
+    responses.get(f"{FHIR}/Observation", status=401, json={"resourceType": "OperationOutcome", "issue": []})
+    response = post(client, with_server(hook_request(drop_prefetch=("labs",))))
+    assert response.status_code == 412
+    assert "refused access (401)" in response.get_json()["issue"][0]["diagnostics"]
+    assert TOKEN not in caplog.text
+    assert TOKEN not in response.get_data(as_text=True)
+
+
+@responses.activate
+def test_fhir_server_timeout_is_412_saying_so(client, hook_request):
+    responses.get(f"{FHIR}/Observation", body=requests.ReadTimeout("slow"))
+    response = post(client, with_server(hook_request(drop_prefetch=("labs",))))
+    assert response.status_code == 412
+    assert "did not answer in time" in response.get_json()["issue"][0]["diagnostics"]
+
+
+@responses.activate
+def test_redirects_are_not_followed(client, hook_request):
+    responses.get(f"{FHIR}/Observation", status=302, headers={"Location": "https://evil.example/steal"})
+    response = post(client, with_server(hook_request(drop_prefetch=("labs",))))
+    assert response.status_code == 412
+    assert len(responses.calls) == 1
+    assert "redirect" in response.get_json()["issue"][0]["diagnostics"]
+
+
+@responses.activate
+def test_oversized_fhir_response_is_refused(make_app, hook_request):
+    client = make_app({"fhir_max_response_bytes": 1000}).test_client()
+    responses.get(f"{FHIR}/Observation", body="x" * 5000)
+    response = post(client, with_server(hook_request(drop_prefetch=("labs",))))
+    assert response.status_code == 412
+    assert "larger than 1000 bytes" in response.get_json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize("bad", ["not json at all", '{"resourceType": 5}'])
+@responses.activate
+def test_unusable_fhir_answer_is_412(client, hook_request, bad):
+    responses.get(f"{FHIR}/Observation", body=bad)
+    response = post(client, with_server(hook_request(drop_prefetch=("labs",))))
+    assert response.status_code == 412
