@@ -1,0 +1,79 @@
+"""Smoke test of the benchmark harness: it imports, and its patients are valid FHIR R4.
+
+No timing here: speed is measured by ``python bench/run.py``, never asserted
+in the suite (a loaded CI machine would make such a test flaky).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+from collections import Counter
+from datetime import datetime, timezone
+
+import pytest
+from fhir.resources.R4B import get_fhir_model_class
+
+from bench.patients import (
+    LAB_PANEL,
+    PREFETCH_KEYS,
+    UCUM,
+    generate_record,
+    hook_request,
+)
+
+NOW = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["bench.patients", "bench.load", "bench.servers", "bench.fhir_stub", "bench.baseline_app",
+     "bench.profile_hook", "bench.run"],
+)
+def test_bench_module_imports(module):
+    assert importlib.import_module(module) is not None
+
+
+@pytest.mark.parametrize("size", [1, 10, 100, 200, 1000])
+def test_record_has_exactly_the_requested_number_of_resources(size):
+    record = generate_record(size, now=NOW)
+    assert record.size == size == len(record.all_resources())
+    assert len({(r["resourceType"], r["id"]) for r in record.all_resources()}) == size
+
+
+def test_main_scenario_patient_is_realistic():
+    by_key = generate_record(200, now=NOW).by_key
+    assert len(by_key["medicationRequests"]) == 20
+    assert len({r["medicationCodeableConcept"]["coding"][0]["code"] for r in by_key["medicationRequests"]}) == 20
+    labs = Counter(r["code"]["coding"][0]["code"] for r in by_key["labs"])
+    assert set(labs) == {loinc for loinc, *_ in LAB_PANEL}
+    assert min(labs.values()) >= 19  # about 20 weekly draws of every analyte
+    for obs in by_key["labs"] + by_key["vitals"]:
+        assert obs["valueQuantity"]["system"] == UCUM
+        assert obs["valueQuantity"]["code"] == obs["valueQuantity"]["unit"]
+        assert obs["effectiveDateTime"] < NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert by_key["conditions"] and by_key["allergies"]
+
+
+def test_every_generated_resource_validates_as_fhir_r4():
+    record = generate_record(200, now=NOW)
+    body = hook_request(record)
+    drafts = [entry["resource"] for entry in body["context"]["draftOrders"]["entry"]]
+    for resource in record.all_resources() + drafts:
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    for key in PREFETCH_KEYS:
+        value = body["prefetch"][key]
+        get_fhir_model_class(value["resourceType"]).model_validate(value)
+
+
+def test_request_without_prefetch_carries_fhir_server_and_token():
+    record = generate_record(50, now=NOW)
+    body = hook_request(record, prefetch=False, fhir_server="http://127.0.0.1:9/fhir")
+    assert "prefetch" not in body
+    assert body["fhirServer"] == "http://127.0.0.1:9/fhir"
+    assert body["fhirAuthorization"]["patient"] == record.patient_id
+    json.dumps(body)  # serialisable as sent
+
+
+def test_generator_is_deterministic_for_a_seed():
+    assert generate_record(300, seed=7, now=NOW) == generate_record(300, seed=7, now=NOW)
+    assert generate_record(300, seed=7, now=NOW) != generate_record(300, seed=8, now=NOW)
