@@ -1,0 +1,100 @@
+"""H1 and H2 antagonist premedication about 1 hour before each infusion [L §2.3].
+
+Suggests diphenhydramine 50 mg PO and famotidine 20 mg PO (ranitidine, named
+by the label, left the US market in 2020). Never cimetidine: it inhibits
+CYP3A4. The create suggestions are independent (selection "any").
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from cds_services.findings import Action, Finding, Suggestion
+from cds_services.knowledge import Knowledge, PremedDrug
+from fhir_mappings.facts import PatientFacts
+
+from .common import RXNORM, SNOMED, UCUM, make, num, rule
+from .interactions import GRAPEFRUIT, ST_JOHNS_WORT
+
+ORAL_ROUTE = {"system": SNOMED, "code": "26643006", "display": "Oral route"}
+
+
+def premed_request(facts: PatientFacts, drug: PremedDrug) -> dict[str, Any]:
+    """A draft MedicationRequest for one premedication (R4)."""
+    assert drug.dose_mg is not None and drug.rxnorm
+    return {
+        "resourceType": "MedicationRequest",
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": {
+            "coding": [{"system": RXNORM, "code": drug.rxnorm, "display": drug.display}],
+            "text": drug.display,
+        },
+        "subject": {"reference": f"Patient/{facts.patient_id}"},
+        "authoredOn": facts.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "dosageInstruction": [
+            {
+                "text": f"{num(drug.dose_mg)} mg {drug.route} once, {drug.timing or 'before the infusion'} of ixabepilone",
+                "route": {"coding": [ORAL_ROUTE], "text": "oral"},
+                "doseAndRate": [
+                    {"doseQuantity": {"value": drug.dose_mg, "unit": "mg", "system": UCUM, "code": "mg"}}
+                ],
+            }
+        ],
+    }
+
+
+@rule("premedication-missing")
+def premedication_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+    premed = kb.premedication
+    uses = [*facts.draft_orders, *facts.medications]
+    have_h1 = [u for u in uses if u.drugs & premed.h1]
+    have_h2 = [u for u in uses if u.drugs & premed.h2]
+    missing = []
+    if not have_h1:
+        missing.append(("H1", premed.suggest_h1))
+    if not have_h2:
+        missing.append(("H2", premed.suggest_h2))
+    if not missing:
+        return
+    which = " and ".join(kind for kind, _ in missing)
+    summary = f"No {which} antagonist premedication ordered: give 1 hour before ixabepilone"
+    suggestions = tuple(
+        Suggestion(
+            label=f"Order {drug.display.split(' ')[0]} {num(drug.dose_mg or 0)} mg {drug.route} ({kind} antagonist)",
+            actions=(
+                Action(
+                    type="create",
+                    description=f"{kind} antagonist premedication: {drug.display}, {num(drug.dose_mg or 0)} mg {drug.route}",
+                    resource=premed_request(facts, drug),
+                ),
+            ),
+            is_recommended=True,
+        )
+        for kind, drug in missing
+    )
+    present = [f"{kind}: {u.display}" for kind, group in (("H1", have_h1), ("H2", have_h2)) for u in group]
+    lines = [f"- Missing: {which} antagonist."]
+    if present:
+        lines.append(f"- Present: {'; '.join(present)}.")
+    h2 = premed.suggest_h2  # famotidine: [project setting] for the label's ranitidine
+    lines += [
+        "",
+        "**Label:** about 1 hour before each infusion give an H1 antagonist (e.g. diphenhydramine 50 mg orally) and "
+        "an H2 antagonist (e.g. ranitidine 150-300 mg orally) [L §2.3].",
+        f"- H2 suggestion {h2.display} (a project setting): ranitidine left the US market in 2020 and famotidine "
+        "is today's usual equivalent.",
+        "- Cimetidine is not suggested: it inhibits CYP3A4 and may raise ixabepilone levels [F].",
+        f"- After a prior hypersensitivity reaction also give a corticosteroid ({premed.corticosteroid.display}) [L §2.3].",
+        "",
+        f"- {GRAPEFRUIT}",
+        f"- {ST_JOHNS_WORT}",
+    ]
+    yield make(
+        kb,
+        "premedication-missing",
+        "info",
+        summary,
+        "\n".join(lines),
+        suggestions=suggestions,
+        selection_behavior="any",
+    )

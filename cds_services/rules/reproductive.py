@@ -1,0 +1,61 @@
+"""Pregnancy and breastfeeding [L §5; §8.1-8.3; S].
+
+The label treats pregnancy as a warning (embryo-fetal toxicity); the
+patient-facing source lists it as a contraindication. We take the stricter.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+from cds_services.findings import Finding
+from cds_services.knowledge import Knowledge
+from fhir_mappings.facts import Evidence, PatientFacts
+
+from .common import day, delete_orders, make, num, rule
+
+
+def evidence_lines(items: tuple[Evidence, ...]) -> list[str]:
+    out = []
+    for e in items:
+        parts = [f"**{e.label}**", day(e.date)]
+        if e.ref:
+            parts.append(e.ref)
+        out.append("- " + ", ".join(parts))
+    return out
+
+
+@rule("pregnancy")
+def pregnancy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+    if not facts.pregnancy:
+        return
+    female = kb.thresholds["contraception-female"]  # [L §8.3] 7 months
+    male = kb.thresholds["contraception-male"]  # [L §8.3] 4 months
+    first = facts.pregnancy[0]
+    when = f" ({first.date:%Y-%m-%d})" if first.date else ""
+    summary = f"Pregnancy recorded{when}: ixabepilone contraindicated (embryo-fetal toxicity)"
+    lines = evidence_lines(facts.pregnancy) + [
+        "",
+        "**Sources:** IXEMPRA can cause fetal harm [L §5; §8.1]; the patient-facing guidance lists pregnancy "
+        "as a contraindication [S]. This service takes the stricter reading.",
+        f"**Contraception:** females of reproductive potential: effective contraception during treatment and for "
+        f"{num(female.value)} months after the last dose; males with female partners: for {num(male.value)} months "
+        f"after the last dose {female.cite()}. IXEMPRA may impair fertility.",
+        "",
+        f"**What to do:** confirm pregnancy status (a negative test within "
+        f"{num(kb.freshness['pregnancy-test'].value)} days clears this card); do not give ixabepilone during pregnancy.",
+    ]
+    yield make(kb, "pregnancy", "critical", summary, "\n".join(lines), suggestions=delete_orders(facts))
+
+
+@rule("breastfeeding")
+def breastfeeding(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+    if not facts.breastfeeding:
+        return
+    after = kb.thresholds["breastfeeding-after"]  # [L §8.2] 2 weeks
+    summary = f"Breastfeeding recorded: stop during ixabepilone and for {num(after.value)} weeks after the last dose"
+    lines = evidence_lines(facts.breastfeeding) + [
+        "",
+        f"**Label:** advise not to breastfeed during treatment and for {num(after.value)} weeks after the last dose "
+        f"{after.cite()}; [S] agrees.",
+    ]
+    yield make(kb, "breastfeeding", "warning", summary, "\n".join(lines))
