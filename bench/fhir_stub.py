@@ -99,6 +99,9 @@ def make_server(
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: the service's Session reuses connections
+        # Headers and body go out in two writes; with Nagle on, the body waits
+        # for the client's delayed ACK (~40 ms on Linux), which would add to --delay.
+        disable_nagle_algorithm = True
 
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
             started = time.monotonic()
