@@ -34,10 +34,16 @@ def create_app(
     from cds_services.feedback import FeedbackStore, default_sqlite_url
     from cds_services.fhir_client import FhirClient, FhirClientSettings
     from cds_services.knowledge import load_knowledge
+    from cds_services.logs import configure_logging
     from cds_services.runtime import EXTENSION, Runtime
 
     settings = load_settings(environ, config)
-    logging.basicConfig(level=settings.log_level)
+    configure_logging(settings.log_level)
+    if settings.allow_unauthenticated:
+        logging.getLogger("cds.security").warning(
+            "AUTHENTICATION IS OFF (CDS_ALLOW_UNAUTHENTICATED=true): any caller can invoke "
+            "the services. Use this for local development only."
+        )
 
     app = Flask(__name__, instance_path=os.path.join(os.path.dirname(os.path.abspath(__file__)), "instance"))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

@@ -38,6 +38,20 @@ class Settings:
     max_json_depth: int = 64
     knowledge_path: str | None = None
     log_level: str = "INFO"
+    # Trust (spec 2.0 §trusting-cds-clients). Authentication is on unless this
+    # flag is set explicitly; the service then logs a loud warning at start.
+    allow_unauthenticated: bool = False
+    # Trusted CDS clients: a JSON document, or a path to one (see README "Security").
+    trusted_clients: str | None = None
+    jwt_max_lifetime: int = 300  # seconds between iat and exp that we accept
+    jwt_leeway: int = 30  # clock skew tolerated, seconds
+    # "memory" (one process) or "database" (shared by workers/replicas through
+    # CDS_DATABASE_URL) for the JWT jti replay store.
+    replay_store: str = "memory"
+    # FHIR servers we may call (fhirServer is attacker-controlled input):
+    # base URLs; issuers may narrow this further in the trusted-clients file.
+    fhir_servers: tuple[str, ...] = ()
+    allow_http_fhir: bool = False  # local development only
 
 
 def _parse_bool(name: str, raw: str) -> bool:
@@ -79,6 +93,15 @@ def _parse_base_url(name: str, raw: str) -> str:
     return raw.strip().rstrip("/")
 
 
+def _parse_urls(name: str, raw: str) -> tuple[str, ...]:
+    urls = tuple(u.strip().rstrip("/") for u in raw.split(",") if u.strip())
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ConfigError(f"{name}: {url!r} is not an http(s) base URL")
+    return urls
+
+
 # Environment variable -> (Settings field, parser)
 _ENV: dict[str, tuple[str, Any]] = {
     "CDS_DATABASE_URL": ("database_url", lambda n, v: v.strip() or None),
@@ -96,6 +119,13 @@ _ENV: dict[str, tuple[str, Any]] = {
     "CDS_MAX_JSON_DEPTH": ("max_json_depth", lambda n, v: _parse_positive(n, v, int)),
     "CDS_KNOWLEDGE_PATH": ("knowledge_path", lambda n, v: v.strip() or None),
     "CDS_LOG_LEVEL": ("log_level", lambda n, v: v.strip().upper()),
+    "CDS_ALLOW_UNAUTHENTICATED": ("allow_unauthenticated", _parse_bool),
+    "CDS_TRUSTED_CLIENTS": ("trusted_clients", lambda n, v: v.strip() or None),
+    "CDS_JWT_MAX_LIFETIME": ("jwt_max_lifetime", lambda n, v: _parse_positive(n, v, int)),
+    "CDS_JWT_LEEWAY": ("jwt_leeway", lambda n, v: _parse_positive(n, v, int)),
+    "CDS_REPLAY_STORE": ("replay_store", lambda n, v: v.strip().lower()),
+    "CDS_FHIR_SERVERS": ("fhir_servers", _parse_urls),
+    "CDS_ALLOW_HTTP_FHIR": ("allow_http_fhir", _parse_bool),
 }
 
 ENV_VARIABLES = tuple(_ENV)
@@ -134,5 +164,12 @@ def _check(settings: Settings) -> None:
         )
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(f"CDS_LOG_LEVEL={settings.log_level!r}: expected DEBUG, INFO, WARNING or ERROR")
+    if settings.replay_store not in ("memory", "database"):
+        raise ConfigError(f"CDS_REPLAY_STORE={settings.replay_store!r}: expected memory or database")
+    if not settings.allow_unauthenticated and not settings.trusted_clients:
+        raise ConfigError(
+            "no trusted CDS clients: set CDS_TRUSTED_CLIENTS (see README, Security), "
+            "or CDS_ALLOW_UNAUTHENTICATED=true for local development only"
+        )
     if settings.knowledge_path and not os.path.isfile(settings.knowledge_path):
         raise ConfigError(f"CDS_KNOWLEDGE_PATH={settings.knowledge_path!r}: no such file")

@@ -19,6 +19,7 @@ SAMPLES = ROOT / "samples"
 
 # The sample requests' labs were drawn on 2026-11-24; "now" is the next day.
 FIXED_NOW = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)
+TEST_FHIR_SERVER = "https://ehr.example.org/fhir"
 
 
 def load_json(path: Path | str) -> Any:
@@ -36,7 +37,13 @@ def make_app(tmp_path: Path) -> Callable[..., Any]:
     apps = []
 
     def _make(config: dict[str, Any] | None = None, **kwargs: Any):
-        settings = {"database_url": f"sqlite:///{tmp_path}/feedback.sqlite3"}
+        settings = {
+            "database_url": f"sqlite:///{tmp_path}/feedback.sqlite3",
+            # The HTTP tests of the protocol run without JWTs; the security
+            # tests turn authentication on explicitly.
+            "allow_unauthenticated": True,
+            "fhir_servers": (TEST_FHIR_SERVER,),
+        }
         settings.update(config or {})
         kwargs.setdefault("environ", {})
         kwargs.setdefault("clock", lambda: FIXED_NOW)

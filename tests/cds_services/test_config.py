@@ -6,14 +6,25 @@ import pytest
 from cds_services.config import ConfigError, load_settings
 
 
-def test_defaults_need_no_environment():
-    settings = load_settings({})
+def test_authentication_is_on_unless_explicitly_turned_off():
+    with pytest.raises(ConfigError) as error:
+        load_settings({})
+    assert "no trusted CDS clients" in str(error.value)
+    assert "CDS_ALLOW_UNAUTHENTICATED=true" in str(error.value)
+
+
+def test_defaults_need_no_external_server():
+    settings = load_settings({"CDS_ALLOW_UNAUTHENTICATED": "true"})
+    assert settings.allow_unauthenticated is True
     assert settings.database_url is None  # SQLite in the instance folder
     assert settings.max_body_bytes == 1024 * 1024
+    assert settings.fhir_servers == ()  # no FHIR server is called unless listed
 
 
 def test_environment_is_read():
     settings = load_settings({
+        "CDS_ALLOW_UNAUTHENTICATED": "1",
+        "CDS_FHIR_SERVERS": "https://ehr.example.org/fhir/, http://127.0.0.1:8090/fhir",
         "CDS_DATABASE_URL": "postgresql+psycopg://cds@db/cds",
         "CDS_CORS_ORIGINS": "https://sandbox.cds-hooks.org, https://ehr.example.org",
         "CDS_PUBLIC_BASE_URL": "https://cds.example.org/",
@@ -23,6 +34,7 @@ def test_environment_is_read():
     assert settings.cors_origins == ("https://sandbox.cds-hooks.org", "https://ehr.example.org")
     assert settings.public_base_url == "https://cds.example.org"
     assert settings.fhir_read_timeout == 2.5
+    assert settings.fhir_servers == ("https://ehr.example.org/fhir", "http://127.0.0.1:8090/fhir")
 
 
 @pytest.mark.parametrize(
@@ -36,11 +48,14 @@ def test_environment_is_read():
         ({"CDS_LOG_LEVEL": "loud"}, "CDS_LOG_LEVEL"),
         ({"CDS_KNOWLEDGE_PATH": "/nonexistent/kb.json"}, "no such file"),
         ({"CDS_DATABSE_URL": "sqlite://"}, "unknown setting(s) CDS_DATABSE_URL"),
+        ({"CDS_ALLOW_UNAUTHENTICATED": "maybe"}, "expected true or false"),
+        ({"CDS_REPLAY_STORE": "redis"}, "expected memory or database"),
+        ({"CDS_FHIR_SERVERS": "ehr.example.org"}, "is not an http(s) base URL"),
     ],
 )
 def test_bad_values_stop_the_service(environ, words):
     with pytest.raises(ConfigError) as error:
-        load_settings(environ)
+        load_settings({"CDS_ALLOW_UNAUTHENTICATED": "true", **environ})
     assert words in str(error.value)
 
 
