@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import pytest
+
+from cds_services.rules import evaluate
+from cds_services.rules.blood_counts import neutrophils_low, platelets_low
+from tests.cds_services.rules.conftest import lab, make_facts, only, with_labs
+
+
+@pytest.mark.parametrize("anc, fires", [(1499, True), (1500, False), (1501, False)])
+def test_anc_threshold(kb, anc, fires):
+    facts = with_labs(make_facts(), neutrophils=lab("neutrophils", anc))
+    findings = list(neutrophils_low(facts, kb))
+    assert bool(findings) is fires
+    if fires:
+        assert findings[0].indicator == "critical"
+        assert findings[0].summary.startswith("ANC 1,499/mm3 < 1,500")
+
+
+@pytest.mark.parametrize("plt, fires", [(99_999, True), (100_000, False), (100_001, False)])
+def test_platelet_threshold(kb, plt, fires):
+    facts = with_labs(make_facts(), platelets=lab("platelets", plt))
+    findings = list(platelets_low(facts, kb))
+    assert bool(findings) is fires
+    if fires:
+        assert findings[0].summary == "Platelets 99,999/mm3 < 100,000 on 2026-11-24: ixabepilone contraindicated"
+
+
+def test_critical_count_suggests_deleting_the_draft(kb):
+    facts = with_labs(make_facts(), platelets=lab("platelets", 80_000))
+    finding = only(evaluate(facts, kb), "platelets-low")
+    actions = [a for s in finding.suggestions for a in s.actions]
+    assert [(a.type, a.resource_id) for a in actions] == [("delete", "MedicationRequest/ixa-1")]
+    assert finding.override_reasons
+
+
+@pytest.mark.parametrize("wbc, fires", [(1499, True), (1500, False)])
+def test_wbc_used_only_without_anc(kb, wbc, fires):
+    facts = with_labs(make_facts(), neutrophils=None, wbc=lab("wbc", wbc))
+    findings = list(neutrophils_low(facts, kb))
+    assert bool(findings) is fires
+    if fires:
+        assert findings[0].summary.startswith("WBC 1,499/mm3")
+        assert "WBC < 1,500 means ANC < 1,500" in findings[0].detail
+
+
+def test_newer_low_wbc_overrides_an_older_normal_anc(kb):
+    facts = with_labs(make_facts(), neutrophils=lab("neutrophils", 2500, days=6), wbc=lab("wbc", 1200, days=1))
+    assert "WBC 1,200" in only(list(neutrophils_low(facts, kb)), "neutrophils-low").summary
+
+
+def test_normal_wbc_does_not_hide_a_low_anc(kb):
+    facts = with_labs(make_facts(), neutrophils=lab("neutrophils", 900, days=2), wbc=lab("wbc", 4000, days=1))
+    assert "ANC 900" in only(list(neutrophils_low(facts, kb)), "neutrophils-low").summary
+
+
+def test_stale_low_anc_still_fires_with_its_date_and_age(kb):
+    facts = with_labs(make_facts(), neutrophils=lab("neutrophils", 1200, days=12))
+    finding = only(list(neutrophils_low(facts, kb)), "neutrophils-low")
+    assert "2026-11-13" in finding.summary
+    assert "12 days old, older than the 7-day window" in finding.detail
+
+
+def test_unusable_anc_is_not_read_as_low_or_normal(kb):
+    facts = with_labs(make_facts(), neutrophils=lab("neutrophils", None, problem="unit 10*3/uL: 3000 is implausible"))
+    findings = evaluate(facts, kb)
+    assert "neutrophils-low" not in [f.rule for f in findings]
+    assert "ANC unusable" in only(findings, "check-unavailable").summary
+    assert "ANC" in only(findings, "labs-missing").summary
+
+
+@pytest.mark.parametrize("temp, hours, febrile", [(38.0, 3, True), (37.9, 3, False), (38.5, 25, False)])
+def test_fever_in_last_24_h_is_named_febrile_neutropenia(kb, temp, hours, febrile):
+    facts = with_labs(
+        make_facts(),
+        neutrophils=lab("neutrophils", 800),
+        temperature=lab("temperature", temp, days=hours / 24),
+    )
+    finding = only(list(neutrophils_low(facts, kb)), "neutrophils-low")
+    assert ("febrile neutropenia" in finding.summary) is febrile

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from cds_services.rules.dose import dose_check, mosteller
+from fhir_mappings.facts import Dose
+from tests.cds_services.rules.conftest import add_meds, drug, ixabepilone_order, lab, make_facts, only, with_labs
+
+
+def facts_for(order, height=180, weight=80, weight_days=3, **changes):
+    facts = make_facts(orders=(order,), draft_orders=(order,), **changes)
+    return with_labs(facts, height=lab("height", height, days=100), weight=lab("weight", weight, days=weight_days))
+
+
+def test_mosteller():
+    assert mosteller(180, 80) == 2.0
+    assert math.isclose(mosteller(165, 68), 1.7654, abs_tol=1e-4)
+
+
+@pytest.mark.parametrize("mg, fires", [(87.9, False), (88.0, False), (88.1, True)])  # BSA 2.0: 80 mg, +10% = 88
+def test_mg_dose_ten_percent_margin(kb, mg, fires):
+    findings = list(dose_check(facts_for(ixabepilone_order(mg=mg)), kb))
+    assert bool(findings) is fires
+    if fires:
+        assert findings[0].summary == "Ixabepilone 88.1 mg > 80 mg (40 mg/m2 x 2 m2) by 10%"
+
+
+@pytest.mark.parametrize("per_m2, fires", [(43.9, False), (44.0, False), (44.1, True)])
+def test_mg_per_m2_ten_percent_margin(kb, per_m2, fires):
+    assert bool(list(dose_check(facts_for(ixabepilone_order(mg_per_m2=per_m2)), kb))) is fires
+
+
+@pytest.mark.parametrize("mg, fires", [(96.8, False), (96.9, True)])  # BSA 2.36 capped at 2.2: 88 mg, +10% = 96.8
+def test_bsa_cap(kb, mg, fires):
+    findings = list(dose_check(facts_for(ixabepilone_order(mg=mg), height=200, weight=100), kb))
+    assert bool(findings) is fires
+    if fires:
+        assert "counted as 2.2 m2" in findings[0].detail
+
+
+def test_bsa_exactly_at_the_cap(kb):
+    # 198 cm, 88 kg: BSA exactly 2.2 m2 -> 88 mg
+    assert list(dose_check(facts_for(ixabepilone_order(mg=96.8), height=198, weight=88), kb)) == []
+
+
+def test_strong_inhibitor_lowers_the_label_dose(kb):
+    facts = add_meds(facts_for(ixabepilone_order(mg_per_m2=40)), drug("ketoconazole"))
+    finding = only(list(dose_check(facts, kb)), "dose-check")
+    assert "> 20 mg/m2" in finding.summary
+
+
+def test_hepatic_band_lowers_the_label_dose(kb):
+    facts = with_labs(facts_for(ixabepilone_order(mg_per_m2=40)), ast=lab("ast", 150))
+    assert "> 32 mg/m2" in only(list(dose_check(facts, kb)), "dose-check").summary
+
+
+@pytest.mark.parametrize("days, fires", [(30, False), (31, True)])
+def test_stale_weight_cannot_verify(kb, days, fires):
+    findings = list(dose_check(facts_for(ixabepilone_order(mg=80), weight_days=days), kb))
+    assert bool(findings) is fires
+    if fires:
+        assert findings[0].summary.startswith("Ixabepilone dose cannot be verified: weight 31 days old")
+
+
+def test_missing_height_cannot_verify(kb):
+    facts = with_labs(facts_for(ixabepilone_order(mg=80)), height=None)
+    assert "no height on record" in only(list(dose_check(facts, kb)), "dose-check").summary
+
+
+def test_mg_per_m2_dose_needs_no_bsa(kb):
+    facts = with_labs(facts_for(ixabepilone_order(mg_per_m2=40)), height=None, weight=None)
+    assert list(dose_check(facts, kb)) == []
+
+
+def test_unreadable_dose(kb):
+    order = ixabepilone_order(dose=Dose(raw="one vial", problem="unit 'vial' is not a mass"))
+    finding = only(list(dose_check(facts_for(order), kb)), "dose-check")
+    assert finding.indicator == "warning"
+    assert "dose unreadable" in finding.summary and "not a mass" in finding.detail
+
+
+def test_two_orders_one_card(kb):
+    a = ixabepilone_order(mg=120, ref="MedicationRequest/a")
+    b = ixabepilone_order(dose=None, ref="MedicationRequest/b")
+    facts = with_labs(make_facts(orders=(a, b), draft_orders=(a, b)), height=lab("height", 180), weight=lab("weight", 80))
+    finding = only(list(dose_check(facts, kb)), "dose-check")
+    assert finding.summary == "Ixabepilone dose: 1 above the label dose, 1 cannot be verified"

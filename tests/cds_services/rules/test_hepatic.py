@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from cds_services.rules import evaluate
+from cds_services.rules.hepatic import hepatic_combination, hepatic_impairment_condition, hepatic_monotherapy
+from tests.cds_services.rules.conftest import add_drafts, add_meds, drug, evidence, lab, make_facts, only, with_labs
+
+ULN_AST = 40.0
+ULN_BILI = 1.2
+
+
+def capecitabine_facts(**labs):
+    return with_labs(add_meds(make_facts(), drug("capecitabine", display="capecitabine 500 MG Oral Tablet")), **labs)
+
+
+@pytest.mark.parametrize("ast, fires", [(99.6, False), (100.0, False), (100.4, True)])  # 2.5 x ULN = 100
+def test_combination_transaminase_boundary(kb, ast, fires):
+    facts = capecitabine_facts(ast=lab("ast", ast))
+    findings = list(hepatic_combination(facts, kb))
+    assert bool(findings) is fires
+    if fires:
+        assert findings[0].indicator == "critical"
+        assert "with capecitabine" in findings[0].summary
+
+
+@pytest.mark.parametrize("bili, fires", [(1.1, False), (1.2, False), (1.3, True)])  # 1 x ULN = 1.2
+def test_combination_bilirubin_boundary(kb, bili, fires):
+    facts = capecitabine_facts(bilirubin=lab("bilirubin", bili))
+    assert bool(list(hepatic_combination(facts, kb))) is fires
+
+
+def test_combination_with_draft_capecitabine_and_no_monotherapy_card(kb):
+    facts = with_labs(add_drafts(make_facts(), drug("capecitabine", origin="draft")), alt=lab("alt", 150))
+    findings = evaluate(facts, kb)
+    assert only(findings, "hepatic-combination").indicator == "critical"
+    assert "hepatic-monotherapy" not in [f.rule for f in findings]
+
+
+@pytest.mark.parametrize(
+    "ast, bili, expected",
+    [
+        (100, 1.2, None),  # 2.5 x ULN, 1.0 x ULN: no reduction
+        (101, 1.2, 32),  # just above 2.5 x
+        (100, 1.3, 32),  # bilirubin just above 1 x
+        (100, 1.8, 32),  # bilirubin exactly 1.5 x ULN
+        (100, 1.81, 20),  # just above 1.5 x
+        (100, 3.6, 20),  # exactly 3 x ULN
+        (400, 1.0, 32),  # AST exactly 10 x ULN
+        (401, 1.0, "critical"),  # just above 10 x
+        (100, 3.61, "critical"),  # bilirubin just above 3 x
+    ],
+)
+def test_monotherapy_bands(kb, ast, bili, expected):
+    facts = with_labs(make_facts(), ast=lab("ast", ast), bilirubin=lab("bilirubin", bili))
+    findings = list(hepatic_monotherapy(facts, kb))
+    if expected is None:
+        assert findings == []
+    elif expected == "critical":
+        assert findings[0].indicator == "critical"
+        assert "not recommended" in findings[0].summary
+    else:
+        assert findings[0].indicator == "warning"
+        assert f"reduce ixabepilone to {expected} mg/m2" in findings[0].summary
+
+
+def test_monotherapy_update_suggestion_changes_dose_quantity(kb):
+    facts = with_labs(make_facts(), ast=lab("ast", 150))
+    finding = only(list(hepatic_monotherapy(facts, kb)), "hepatic-monotherapy")
+    (action,) = finding.suggestions[0].actions
+    assert action.type == "update"
+    quantity = action.resource["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]
+    assert quantity == {"value": 32, "unit": "mg/m2", "system": "http://unitsofmeasure.org", "code": "mg/m2"}
+    assert action.resource["id"] == "ixa-1"
+    # the facts' own order JSON is untouched
+    assert facts.orders[0].resource["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 40
+
+
+def test_no_update_suggestion_without_order_json(kb):
+    from tests.cds_services.rules.conftest import ixabepilone_order
+
+    order = ixabepilone_order(resource=False)
+    facts = with_labs(make_facts(orders=(order,), draft_orders=(order,)), ast=lab("ast", 150))
+    finding = only(list(hepatic_monotherapy(facts, kb)), "hepatic-monotherapy")
+    assert finding.suggestions == ()
+
+
+def test_gilbert_excludes_bilirubin_and_says_so(kb):
+    facts = with_labs(make_facts(gilbert_syndrome=(evidence("Gilbert's syndrome"),)), bilirubin=lab("bilirubin", 3.0))
+    assert list(hepatic_monotherapy(facts, kb)) == []
+    facts = with_labs(facts, ast=lab("ast", 150))
+    finding = only(list(hepatic_monotherapy(facts, kb)), "hepatic-monotherapy")
+    assert "32 mg/m2" in finding.summary
+    assert "Gilbert's syndrome is recorded: bilirubin is excluded" in finding.detail
+
+
+def test_default_uln_is_said_on_the_card(kb):
+    facts = with_labs(make_facts(), ast=lab("ast", 150, uln_defaulted=True))
+    finding = only(list(hepatic_monotherapy(facts, kb)), "hepatic-monotherapy")
+    assert "**default**" in finding.detail
+
+
+def test_missing_uln_falls_back_to_the_knowledge_default(kb):
+    raw = dataclasses.replace(lab("ast", 150), uln=None)
+    facts = with_labs(make_facts(), ast=raw)
+    finding = only(list(hepatic_monotherapy(facts, kb)), "hepatic-monotherapy")
+    assert "3.75 x ULN" in finding.detail and "**default**" in finding.detail
+
+
+def test_lab_reference_range_is_used_when_given(kb):
+    facts = with_labs(make_facts(), ast=lab("ast", 150, uln=60))  # 2.5 x ULN: no reduction
+    assert list(hepatic_monotherapy(facts, kb)) == []
+
+
+def test_stale_raised_value_still_fires_and_is_marked_old(kb):
+    facts = with_labs(make_facts(), ast=lab("ast", 150, days=20))
+    finding = only(list(hepatic_monotherapy(facts, kb)), "hepatic-monotherapy")
+    assert "old result 2026-11-05" in finding.summary
+
+
+def test_strong_inhibitor_with_hepatic_band_suggests_the_lower_dose(kb):
+    facts = with_labs(add_meds(make_facts(), drug("ketoconazole")), ast=lab("ast", 150))
+    finding = only(list(hepatic_monotherapy(facts, kb)), "hepatic-monotherapy")
+    quantity = finding.suggestions[0].actions[0].resource["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]
+    assert quantity["value"] == 20
+
+
+def test_liver_disease_without_fresh_liver_tests(kb):
+    facts = with_labs(
+        make_facts(liver_disease=(evidence("Cirrhosis of liver (SNOMED 19943007)"),)),
+        ast=lab("ast", 30, days=20),
+        alt=None,
+    )
+    finding = only(list(hepatic_impairment_condition(facts, kb)), "hepatic-impairment-condition")
+    assert finding.indicator == "warning"
+    assert "AST, ALT" in finding.summary
+    assert "ALT: none on record" in finding.detail
+
+
+def test_liver_disease_with_fresh_tests_is_graded_not_flagged(kb):
+    facts = make_facts(liver_disease=(evidence("Cirrhosis of liver"),))
+    assert list(hepatic_impairment_condition(facts, kb)) == []

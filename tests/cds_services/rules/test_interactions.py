@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import pytest
+
+from cds_services.rules import evaluate
+from cds_services.rules.interactions import cyp3a4_other, cyp3a4_strong_inducer, cyp3a4_strong_inhibitor
+from tests.cds_services.rules.conftest import add_drafts, add_meds, drug, make_facts, only
+
+
+@pytest.mark.parametrize("drug_id", ["ketoconazole", "clarithromycin", "ritonavir", "posaconazole", "nirmatrelvir"])
+def test_strong_inhibitor_active_or_draft(kb, drug_id):
+    for facts in (add_meds(make_facts(), drug(drug_id)), add_drafts(make_facts(), drug(drug_id, origin="draft"))):
+        finding = only(list(cyp3a4_strong_inhibitor(facts, kb)), "cyp3a4-strong-inhibitor")
+        assert finding.indicator == "warning"
+        assert "20 mg/m2" in finding.summary
+        assert "1 week" in finding.detail and "Grapefruit" in finding.detail
+
+
+def test_strong_inhibitor_suggests_20_mg_per_m2(kb):
+    finding = only(list(cyp3a4_strong_inhibitor(add_meds(make_facts(), drug("itraconazole")), kb)), "cyp3a4-strong-inhibitor")
+    action = finding.suggestions[0].actions[0]
+    assert action.type == "update"
+    assert action.resource["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 20
+
+
+def test_already_reduced_order_gets_no_update(kb):
+    from tests.cds_services.rules.conftest import ixabepilone_order
+
+    order = ixabepilone_order(mg_per_m2=20)
+    facts = add_meds(make_facts(orders=(order,), draft_orders=(order,)), drug("itraconazole"))
+    assert only(list(cyp3a4_strong_inhibitor(facts, kb)), "cyp3a4-strong-inhibitor").suggestions == ()
+
+
+def test_several_inhibitors_one_card(kb):
+    facts = add_meds(make_facts(), drug("ketoconazole"), drug("clarithromycin"), drug("ritonavir"), drug("atazanavir"))
+    findings = evaluate(facts, kb)
+    finding = only(findings, "cyp3a4-strong-inhibitor")
+    assert "+1 more" in finding.summary
+    for name in ("ketoconazole", "clarithromycin", "ritonavir", "atazanavir"):
+        assert name in finding.detail
+
+
+@pytest.mark.parametrize("drug_id", ["carbamazepine", "rifampin", "st-johns-wort", "rifabutin", "primidone"])
+def test_active_strong_inducer(kb, drug_id):
+    finding = only(list(cyp3a4_strong_inducer(add_meds(make_facts(), drug(drug_id)), kb)), "cyp3a4-strong-inducer")
+    assert finding.indicator == "warning"
+    assert "St John's wort" in finding.detail
+
+
+def test_sources_disagree_note_is_on_the_card(kb):
+    finding = only(list(cyp3a4_strong_inducer(add_meds(make_facts(), drug("rifabutin")), kb)), "cyp3a4-strong-inducer")
+    assert "Sources disagree" in finding.detail
+
+
+def test_draft_dexamethasone_premedication_is_not_chronic_induction(kb):
+    facts = add_drafts(make_facts(), drug("dexamethasone", origin="draft"))
+    assert list(cyp3a4_strong_inducer(facts, kb)) == []
+
+
+def test_active_dexamethasone_counts_and_draft_one_is_explained(kb):
+    facts = add_drafts(add_meds(make_facts(), drug("phenytoin")), drug("dexamethasone", origin="draft"))
+    finding = only(list(cyp3a4_strong_inducer(facts, kb)), "cyp3a4-strong-inducer")
+    assert "phenytoin" in finding.summary and "dexamethasone" not in finding.summary
+    assert "not chronic induction" in finding.detail
+    facts = add_meds(make_facts(), drug("dexamethasone"))
+    assert "dexamethasone" in only(list(cyp3a4_strong_inducer(facts, kb)), "cyp3a4-strong-inducer").summary
+
+
+@pytest.mark.parametrize("drug_id", ["fluconazole", "erythromycin", "oxcarbazepine", "cimetidine", "grapefruit"])
+def test_other_interactions_are_info(kb, drug_id):
+    finding = only(list(cyp3a4_other(add_meds(make_facts(), drug(drug_id)), kb)), "cyp3a4-other")
+    assert finding.indicator == "info" and drug_id in finding.summary
+
+
+def test_strong_drugs_do_not_also_make_an_other_card(kb):
+    facts = add_meds(make_facts(), drug("ketoconazole"), drug("rifampin"))
+    assert list(cyp3a4_other(facts, kb)) == []

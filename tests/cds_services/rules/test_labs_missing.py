@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+
+from cds_services.rules.labs_missing import labs_missing
+from tests.cds_services.rules.conftest import lab, make_facts, only, with_labs
+
+
+@pytest.mark.parametrize(
+    "analyte, value, window",
+    [("neutrophils", 3000, 7), ("platelets", 200_000, 7), ("ast", 30, 14), ("alt", 30, 14), ("bilirubin", 0.8, 14)],
+)
+def test_freshness_window_boundary(kb, analyte, value, window):
+    at = with_labs(make_facts(), **{analyte: lab(analyte, value, days=window)})
+    assert list(labs_missing(at, kb)) == []
+    after = with_labs(make_facts(), **{analyte: lab(analyte, value, days=window + 0.5)})
+    finding = only(list(labs_missing(after, kb)), "labs-missing")
+    assert f"{window} d old" in finding.summary
+    assert finding.indicator == "warning"
+
+
+def test_missing_and_unusable_and_old_are_named(kb):
+    facts = with_labs(
+        make_facts(),
+        neutrophils=None,
+        wbc=None,
+        platelets=lab("platelets", None, problem="unknown unit 'giga/L'"),
+        bilirubin=lab("bilirubin", 0.8, days=30),
+    )
+    finding = only(list(labs_missing(facts, kb)), "labs-missing")
+    assert "ANC (none)" in finding.summary
+    assert "Platelets (unusable)" in finding.summary
+    assert "Bilirubin (30 d old)" in finding.summary
+    assert "unknown unit 'giga/L'" in finding.detail
+
+
+def test_normal_wbc_does_not_stand_in_for_anc(kb):
+    facts = with_labs(make_facts(), neutrophils=None, wbc=lab("wbc", 5000))
+    finding = only(list(labs_missing(facts, kb)), "labs-missing")
+    assert "ANC (none)" in finding.summary
+    assert "cannot show ANC" in finding.detail
+
+
+def test_fresh_low_wbc_already_proves_anc_low(kb):
+    facts = with_labs(make_facts(), neutrophils=None, wbc=lab("wbc", 1000))
+    assert list(labs_missing(facts, kb)) == []
