@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+
+import pytest
+
+from cds_services import rules
+from cds_services.rules import evaluate
+from fhir_mappings.facts import Dose
+from tests.cds_services.rules.conftest import (
+    add_drafts,
+    add_meds,
+    allergy,
+    drug,
+    evidence,
+    ixabepilone_order,
+    lab,
+    make_facts,
+    only,
+    with_labs,
+)
+
+
+def messy_facts():
+    """A patient who triggers every rule at once."""
+    order = ixabepilone_order(mg=400)
+    facts = make_facts(
+        orders=(order,),
+        draft_orders=(order, drug("dexamethasone", origin="draft"), drug("clarithromycin", origin="draft")),
+        medications=(drug("carbamazepine"), drug("fluconazole"), drug("capecitabine")),
+        allergies=(allergy("cremophor"), allergy("paclitaxel")),
+        pregnancy=(evidence("Pregnancy"),),
+        breastfeeding=(evidence("Breastfeeding"),),
+        liver_disease=(evidence("Chronic liver disease"),),
+        radiotherapy=(evidence("Radiotherapy", days=20),),
+        live_vaccines=(evidence("Yellow fever vaccine", days=3, code="37"),),
+        diabetes=(evidence("Diabetes mellitus"),),
+        neuropathy=(evidence("Peripheral nerve disease"),),
+        problems=("Observation/obs-7: unknown element 'foo'",),
+    )
+    return with_labs(
+        facts,
+        neutrophils=lab("neutrophils", 900, days=10),
+        platelets=lab("platelets", 50_000),
+        ast=lab("ast", 500, days=20),
+        bilirubin=lab("bilirubin", 5.0, uln_defaulted=True),
+        alt=None,
+        temperature=lab("temperature", 38.6, days=0.2),
+        wbc=lab("wbc", None, problem="unit 'giga/L' not recognised"),
+    )
+
+
+def test_clean_patient_has_no_warning_or_critical_card(kb, facts):
+    assert [f for f in evaluate(facts, kb) if f.indicator != "info"] == []
+    assert evaluate(facts, kb) == []
+
+
+def test_no_ixabepilone_order_nothing_to_check(kb):
+    facts = dataclasses.replace(messy_facts(), orders=())
+    assert evaluate(facts, kb) == []
+
+
+def test_several_findings_each_card_once_sorted(kb):
+    findings = evaluate(messy_facts(), kb)
+    counts = Counter(f.rule for f in findings)
+    assert all(n == 1 for n in counts.values()), counts
+    expected = {
+        "neutrophils-low", "platelets-low", "hepatic-combination", "hepatic-impairment-condition",
+        "hypersensitivity", "pregnancy", "breastfeeding", "cyp3a4-strong-inhibitor", "cyp3a4-strong-inducer",
+        "cyp3a4-other", "labs-missing", "dose-check", "radiation-recall", "live-vaccine", "neuropathy-risk",
+        "premedication-missing", "check-unavailable",
+    }
+    assert set(counts) == expected
+    order = {"critical": 0, "warning": 1, "info": 2}
+    ranks = [order[f.indicator] for f in findings]
+    assert ranks == sorted(ranks)
+
+
+def test_every_summary_is_under_140_characters(kb):
+    variants = [messy_facts(), dataclasses.replace(messy_facts(), medications=())]
+    many = add_meds(make_facts(), *(drug(d) for d in ("ketoconazole", "itraconazole", "voriconazole", "posaconazole",
+                                                      "clarithromycin", "telithromycin", "rifampin", "rifabutin",
+                                                      "phenobarbital", "erythromycin", "diltiazem", "verapamil")))
+    variants.append(many)
+    variants.append(make_facts(allergies=tuple(allergy(s) for s in ("castor-oil", "paclitaxel", "cyclosporine", "teniposide"))))
+    variants.append(with_labs(make_facts(), ast=lab("ast", 1234.5), alt=lab("alt", 2345.5), bilirubin=lab("bilirubin", 12.3)))
+    seen = set()
+    for facts in variants:
+        for finding in evaluate(facts, kb):
+            seen.add(finding.rule)
+            assert len(finding.summary) < 140, finding.summary
+            assert finding.source in kb.sources
+            assert finding.indicator in ("info", "warning", "critical")
+            if finding.indicator != "info":
+                assert finding.override_reasons
+    assert "hepatic-monotherapy" in seen and "cyp3a4-strong-inhibitor" in seen
+
+
+def test_a_rule_that_raises_becomes_check_unavailable(kb, monkeypatch, caplog):
+    def broken(facts, kb):
+        raise ZeroDivisionError("boom")
+
+    broken.code = "platelets-low"
+    monkeypatch.setattr(rules, "RULES", [broken, *rules.RULES[1:]])
+    facts = with_labs(make_facts(), neutrophils=lab("neutrophils", 800))
+    with caplog.at_level(logging.ERROR, logger="cds_services.rules"):
+        findings = evaluate(facts, kb)
+    card = only(findings, "check-unavailable")
+    assert "platelets-low check failed" in card.summary
+    assert "ZeroDivisionError" in card.detail
+    assert "neutrophils-low" not in [f.rule for f in findings]  # replaced by the broken rule
+    assert any("platelets-low" in r.getMessage() for r in caplog.records)
+
+
+def test_other_rules_still_answer_when_one_raises(kb, monkeypatch):
+    def broken(facts, kb):
+        raise KeyError("x")
+
+    monkeypatch.setattr(rules, "RULES", [broken, *rules.RULES])
+    facts = with_labs(make_facts(), platelets=lab("platelets", 50_000))
+    codes = [f.rule for f in evaluate(facts, kb)]
+    assert "platelets-low" in codes and "check-unavailable" in codes
+
+
+def test_all_unavailable_items_merge_into_one_card(kb, monkeypatch):
+    def broken(facts, kb):
+        raise RuntimeError("x")
+
+    monkeypatch.setattr(rules, "RULES", [broken, *rules.RULES])
+    facts = with_labs(
+        make_facts(problems=("Condition/c-9: invalid code",)),
+        temperature=lab("temperature", None, problem="unit '[degF]' with value 500 is implausible"),
+    )
+    card = only(evaluate(facts, kb), "check-unavailable")
+    assert card.indicator == "info"
+    for text in ("broken check failed", "Temperature unusable", "Condition/c-9: invalid code"):
+        assert text in card.detail
+
+
+def test_dose_problem_is_a_dose_card_not_silence(kb):
+    order = ixabepilone_order(dose=Dose(raw="", problem="no doseQuantity"))
+    facts = make_facts(orders=(order,), draft_orders=(order,) + make_facts().draft_orders[1:])
+    assert only(evaluate(facts, kb), "dose-check").indicator == "warning"
