@@ -16,7 +16,7 @@ from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import DrugUse, PatientFacts
 
 from .assess import adjusted_dose
-from .common import LAB_NAMES, age_days, day, is_fresh, make, num, rule, usable
+from .common import age_days, day, is_fresh, make, num, rule, usable
 
 
 def mosteller(height_cm: float, weight_kg: float) -> float:

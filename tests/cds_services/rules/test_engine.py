@@ -4,13 +4,10 @@ import dataclasses
 import logging
 from collections import Counter
 
-import pytest
-
 from cds_services import rules
 from cds_services.rules import evaluate
 from fhir_mappings.facts import Dose
 from tests.cds_services.rules.conftest import (
-    add_drafts,
     add_meds,
     allergy,
     drug,
