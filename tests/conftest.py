@@ -88,7 +88,3 @@ def hook_request(sample_request) -> Callable[..., dict[str, Any]]:
         return body
 
     return _build
-
-
-def rule_codes(response_json: dict[str, Any]) -> list[str]:
-    return [card["source"]["topic"]["code"] for card in response_json["cards"]]

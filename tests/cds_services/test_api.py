@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import rule_codes
+from tests.support import rule_codes
 
 SIGN = "/cds-services/ixabepilone-order-sign"
 SELECT = "/cds-services/ixabepilone-order-select"

@@ -9,7 +9,7 @@ import pytest
 import requests
 import responses
 
-from conftest import rule_codes
+from tests.support import rule_codes
 
 SIGN = "/cds-services/ixabepilone-order-sign"
 FHIR = "https://ehr.example.org/fhir"
