@@ -190,6 +190,27 @@ def test_story_resources_are_found(fhir_server, fhir_patients, session, patient_
     assert short_ids(found, patient_id) == expected
 
 
+@pytest.mark.parametrize(
+    ("query", "patient_id", "expected"),
+    [
+        # The forms cds_services/catalog.py writes today for these two keys.
+        (
+            f"Procedure?patient={PID}&code=http://snomed.info/sct|1287742003,http://snomed.info/sct|108290001",
+            "ixa-radiotherapy-30d",
+            ["radiotherapy"],
+        ),
+        (f"Procedure?patient={PID}&code=http://snomed.info/sct|108290001", "ixa-radiotherapy-30d", []),
+        (f"Immunization?patient={PID}&_sort=-date&_count=50", "ixa-live-vaccine", ["mmr"]),
+        (f"Condition?patient=Patient/{PID}&code=http://snomed.info/sct|44054006", "ixa-diabetes", ["t2dm"]),
+        (f"Observation?subject=Patient/{PID}&code=http://loinc.org|777-3&_count=1&_sort=-date", "ixa-long-history",
+         ["plt-01"]),
+    ],
+)
+def test_query_variants(fhir_server, fhir_patients, session, query, patient_id, expected):
+    bundle = get(session, fhir_server.base_url, query, patient_id, Prefer="handling=strict")
+    assert [r["id"].removeprefix(f"{patient_id}-") for r in matches(bundle)] == expected
+
+
 def test_medication_reference_resolves(fhir_server, fhir_patients, session):
     """The server returns medicationReference as stored; the Medication is one read (or _include) away."""
     base, pid = fhir_server.base_url, "ixa-medication-reference"
