@@ -328,7 +328,10 @@ def request(
             raw = response.read()
             return response.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as exc:
-        raw = exc.read()
+        try:
+            raw = exc.read()
+        finally:
+            exc.close()
         try:
             return exc.code, json.loads(raw) if raw else None
         except ValueError:
