@@ -1,0 +1,232 @@
+"""Verify the JWT a CDS client sends with every call (CDS Hooks 2.0
+§trusting-cds-clients, §jwt-signing-algorithm).
+
+What each check guards against:
+
+- ``alg`` on an explicit list of asymmetric algorithms, and matching the key
+  type: ``none`` (no signature) and HMAC signed with our copy of the client's
+  *public* key (the classic algorithm-confusion forgery) are refused, as the
+  spec requires (SHALL NOT none, SHALL NOT symmetric).
+- ``iss`` on the allowlist, ``jku`` only from that issuer's allowlist: a
+  token cannot bring its own keys.
+- ``aud`` is exactly the URL called: a token minted for another service (or
+  for discovery) cannot be reused here.
+- ``exp``/``iat`` and a maximum lifetime: a stolen token is useful briefly;
+  ``jti`` recorded until expiry: it is useful once.
+- ``tenant`` on the issuer's list when the issuer configures tenants.
+
+Every failure raises ``AuthError(reason)``. The reason is for our log only
+(the caller gets a bare 401, per the best-practices page) and never contains
+the token. Each rejection is logged once on ``cds.security``; callers should
+not log it again.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from .algorithms import ALLOWED_ALGORITHMS
+from .clients import TrustedClients
+from .jwks import JwksCache, JwksError, PublicKey
+from .replay import ReplayStore
+
+logger = logging.getLogger("cds.security")
+
+_MAX_TOKEN_CHARS = 16 * 1024
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_MAX_CLAIM_CHARS = 255  # jti, kid, tenant, sub: longer values are not ids
+
+
+class AuthError(Exception):
+    """The request is not from a trusted client. ``reason`` is for the log."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    iss: str
+    jti: str
+    sub: str | None
+    tenant: str | None
+    kid: str
+    exp: float
+
+
+def _b64_json(segment: str, what: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        value = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise AuthError(f"token {what} is not base64url JSON") from None
+    if not isinstance(value, dict):
+        raise AuthError(f"token {what} is not a JSON object")
+    return value
+
+
+def _short(value: Any) -> str:
+    """A caller-supplied value made safe to log: repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _short_string(claims: dict[str, Any], name: str, required: bool) -> str | None:
+    value = claims.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or len(value) > _MAX_CLAIM_CHARS:
+        raise AuthError(f"claim {name} is {'missing or ' if required else ''}not a short non-empty string")
+    return value
+
+
+def _check_key_matches(alg: str, key: PublicKey) -> None:
+    kty, curve = ALLOWED_ALGORITHMS[alg]
+    if key.alg is not None and key.alg != alg:
+        raise AuthError(f"alg {alg} does not match the key's alg {_short(key.alg)}")
+    public = key.key
+    if kty == "RSA":
+        if not isinstance(public, rsa.RSAPublicKey):
+            raise AuthError(f"alg {alg} needs an RSA key")
+    elif not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != curve:
+        raise AuthError(f"alg {alg} needs an EC {curve} key")
+
+
+class ClientVerifier:
+    """Turns an ``Authorization`` header into a ``ClientIdentity`` or an ``AuthError``."""
+
+    def __init__(
+        self,
+        clients: TrustedClients,
+        jwks_cache: JwksCache,
+        replay_store: ReplayStore,
+        max_lifetime_seconds: int = 300,
+        leeway_seconds: int = 30,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clients = clients
+        self._jwks = jwks_cache
+        self._replay = replay_store
+        self._max_lifetime = max_lifetime_seconds
+        self._leeway = leeway_seconds
+        self._clock = clock
+
+    def verify(self, authorization_header: str | None, audience: str) -> ClientIdentity:
+        """Check the bearer JWT for a call to ``audience`` (the exact URL called)."""
+        try:
+            return self._verify(authorization_header, audience)
+        except AuthError as error:
+            logger.warning({"event": "auth.rejected", "reason": error.reason, "aud": audience})
+            raise
+
+    def _verify(self, authorization_header: str | None, audience: str) -> ClientIdentity:
+        token = self._bearer_token(authorization_header)
+        header_segment, payload_segment, _ = token.split(".")
+        header = _b64_json(header_segment, "header")
+        alg = header.get("alg")
+        if alg not in ALLOWED_ALGORITHMS:
+            raise AuthError(f"alg {_short(alg)} is not an allowed asymmetric algorithm")
+        typ = header.get("typ")
+        if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
+            raise AuthError(f"typ {_short(typ)} is not JWT")
+        if "crit" in header:
+            raise AuthError("crit header extensions are not supported")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid or len(kid) > _MAX_CLAIM_CHARS:
+            raise AuthError("kid header is missing or not a short string")
+        jku = header.get("jku")
+        if jku is not None and not isinstance(jku, str):
+            raise AuthError("jku header is not a string")
+
+        unverified = _b64_json(payload_segment, "payload")
+        iss = unverified.get("iss")
+        if not isinstance(iss, str) or self._clients.get(iss) is None:
+            raise AuthError(f"iss {_short(iss)} is not a trusted client")
+        client = self._clients.get(iss)
+        assert client is not None
+        if jku is not None and jku not in client.jku_allowlist:
+            raise AuthError(f"jku {_short(jku)} is not on the allowlist of iss {_short(iss)}")
+
+        try:
+            key = self._jwks.get_key(iss, kid, jku)
+        except JwksError as error:
+            raise AuthError(f"no key for kid {_short(kid)} of iss {_short(iss)}: {error.reason}") from None
+        _check_key_matches(alg, key)
+        try:
+            payload = jwt.PyJWS().decode(
+                token,
+                key=key.key,
+                algorithms=[alg],
+                options={"enforce_minimum_key_length": True},
+            )
+        except jwt.PyJWTError as error:
+            raise AuthError(f"signature check failed for iss {_short(iss)} ({type(error).__name__})") from None
+        claims = json.loads(payload)  # same bytes as the payload already parsed
+        return self._check_claims(claims, audience, client.tenants, kid)
+
+    @staticmethod
+    def _bearer_token(authorization_header: str | None) -> str:
+        if not authorization_header:
+            raise AuthError("no Authorization header")
+        scheme, _, token = authorization_header.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            raise AuthError("Authorization scheme is not Bearer")
+        token = token.strip()
+        if len(token) > _MAX_TOKEN_CHARS or not _TOKEN_SHAPE.fullmatch(token):
+            raise AuthError("bearer value is not a compact JWS")
+        return token
+
+    def _check_claims(
+        self, claims: dict[str, Any], audience: str, tenants: tuple[str, ...], kid: str
+    ) -> ClientIdentity:
+        iss = claims["iss"]
+        now = self._clock()
+        aud = claims.get("aud")
+        if isinstance(aud, str):
+            aud_ok = aud == audience
+        elif isinstance(aud, list):
+            aud_ok = audience in aud and all(isinstance(a, str) for a in aud)
+        else:
+            aud_ok = False
+        if not aud_ok:
+            raise AuthError(f"aud {_short(aud)} is not the called URL")
+        exp, iat = claims.get("exp"), claims.get("iat")
+        if not _is_number(exp):
+            raise AuthError("exp is missing or not a number")
+        if not _is_number(iat):
+            raise AuthError("iat is missing or not a number")
+        if exp <= now - self._leeway:
+            raise AuthError(f"token expired {now - exp:.0f}s ago")
+        if iat > now + self._leeway:
+            raise AuthError(f"iat is {iat - now:.0f}s in the future")
+        nbf = claims.get("nbf")
+        if nbf is not None and (not _is_number(nbf) or nbf > now + self._leeway):
+            raise AuthError("nbf is not a number or is in the future")
+        if exp <= iat:
+            raise AuthError("exp is not after iat")
+        if exp - iat > self._max_lifetime + self._leeway:
+            raise AuthError(f"token lifetime {exp - iat:.0f}s exceeds {self._max_lifetime}s")
+        jti = _short_string(claims, "jti", required=True)
+        sub = _short_string(claims, "sub", required=False)
+        tenant = _short_string(claims, "tenant", required=bool(tenants))
+        if tenants and tenant not in tenants:
+            raise AuthError(f"tenant {_short(tenant)} is not allowed for iss {_short(iss)}")
+        assert jti is not None
+        # Last, so that tokens failing any other check never fill the store.
+        if self._replay.seen(jti, iss, float(exp) + self._leeway):
+            raise AuthError(f"jti {_short(jti)} of iss {_short(iss)} was already used")
+        return ClientIdentity(iss=iss, jti=jti, sub=sub, tenant=tenant, kid=kid, exp=float(exp))
