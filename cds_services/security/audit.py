@@ -43,7 +43,9 @@ from typing import Any
 AUDIT_LOGGER = "cds.audit"
 EVENTS = ("hook", "feedback")
 
-_STRING_FIELDS = (
+_STRING_FIELDS = ("service_id", "hook_instance", "iss", "tenant", "jti", "outcome", "patient_id")
+_LIST_FIELDS = ("rule_codes", "indicators")
+FIELDS = (
     "time",
     "event",
     "service_id",

@@ -179,7 +179,7 @@ def load_trusted_clients(source: str) -> TrustedClients:
     origin = "CDS_TRUSTED_CLIENTS"
     if not text.startswith(("[", "{")):
         if not os.path.isfile(text):
-            raise ConfigError(f"trusted clients: {text!r} is neither JSON nor an existing file")
+            raise ConfigError(f"trusted clients: {text[:200]!r} is neither JSON nor an existing file")
         origin = text
         with open(text, encoding="utf-8") as handle:
             text = handle.read()
