@@ -31,6 +31,7 @@ from cds_services.config import ConfigError as _SettingsConfigError
 from .algorithms import ALLOWED_ALGORITHMS
 from .fhir_access import FhirServerNotAllowed, parse_base_url
 
+_MIN_RSA_BITS = 2048  # NIST SP 800-131A; PyJWT enforces the same when verifying
 _FIELDS = {"iss", "jwks_url", "jwks", "jku_allowlist", "tenants", "fhir_servers"}
 # Private-key members of RFC 7518 JWKs: their presence means a private key was
 # pasted into our configuration.
@@ -109,9 +110,12 @@ def _static_jwks(value: Any, where: str) -> Mapping[str, Mapping[str, Any]]:
         if kid in keys:
             raise ConfigError(f"{here}: kid {kid!r} appears twice")
         try:
-            jwt.PyJWK(jwk)
+            parsed = jwt.PyJWK(jwk)
         except jwt.PyJWTError as error:
             raise ConfigError(f"{here}: not a usable public key ({type(error).__name__})") from None
+        key_size = getattr(parsed.key, "key_size", None)
+        if jwk["kty"] == "RSA" and key_size is not None and key_size < _MIN_RSA_BITS:
+            raise ConfigError(f"{here}: RSA key of {key_size} bits; at least {_MIN_RSA_BITS} required")
         keys[kid] = MappingProxyType(dict(jwk))
     return MappingProxyType(keys)
 

@@ -154,10 +154,9 @@ class ClientVerifier:
 
         unverified = _b64_json(payload_segment, "payload")
         iss = unverified.get("iss")
-        if not isinstance(iss, str) or self._clients.get(iss) is None:
+        client = self._clients.get(iss) if isinstance(iss, str) else None
+        if client is None:
             raise AuthError(f"iss {_short(iss)} is not a trusted client")
-        client = self._clients.get(iss)
-        assert client is not None
         if jku is not None and jku not in client.jku_allowlist:
             raise AuthError(f"jku {_short(jku)} is not on the allowlist of iss {_short(iss)}")
 
@@ -220,12 +219,11 @@ class ClientVerifier:
             raise AuthError("exp is not after iat")
         if exp - iat > self._max_lifetime + self._leeway:
             raise AuthError(f"token lifetime {exp - iat:.0f}s exceeds {self._max_lifetime}s")
-        jti = _short_string(claims, "jti", required=True)
+        jti = _short_string(claims, "jti", required=True) or ""
         sub = _short_string(claims, "sub", required=False)
         tenant = _short_string(claims, "tenant", required=bool(tenants))
         if tenants and tenant not in tenants:
             raise AuthError(f"tenant {_short(tenant)} is not allowed for iss {_short(iss)}")
-        assert jti is not None
         # Last, so that tokens failing any other check never fill the store.
         if self._replay.seen(jti, iss, float(exp) + self._leeway):
             raise AuthError(f"jti {_short(jti)} of iss {_short(iss)} was already used")

@@ -9,7 +9,7 @@ import pytest
 
 from cds_services.config import ConfigError as SettingsConfigError
 from cds_services.security.clients import ConfigError, load_trusted_clients, parse_trusted_clients
-from cds_services.security.testing import generate_ec_key, make_jwks
+from cds_services.security.testing import generate_ec_key, generate_rsa_key, make_jwks
 
 ISS = "https://ehr.example.org"
 
@@ -123,3 +123,9 @@ def test_duplicate_kid_and_duplicate_issuer(jwks):
         parse_trusted_clients([{"iss": ISS, "jwks": {"keys": jwks["keys"] * 2}}])
     with pytest.raises(ConfigError, match="listed twice"):
         parse_trusted_clients([{"iss": ISS, "jwks": jwks}, {"iss": ISS, "jwks": jwks}])
+
+
+def test_short_rsa_key_in_static_jwks_is_refused():
+    weak = generate_rsa_key(kid="weak", bits=1024)
+    with pytest.raises(ConfigError, match="1024 bits"):
+        parse_trusted_clients([{"iss": ISS, "jwks": make_jwks(weak)}])

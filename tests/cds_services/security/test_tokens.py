@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import pytest
+from jwt.warnings import InsecureKeyLengthWarning
 import responses
 from sqlalchemy import create_engine
 
@@ -377,3 +378,12 @@ def test_token_never_appears_in_errors_or_logs(verifier, ec_key, rsa_key, caplog
     for token in tokens:
         assert token not in logged
         assert token.split(".")[1] not in logged  # not even the payload
+
+
+@responses.activate
+def test_short_rsa_keys_from_a_fetched_jwks_are_refused(verifier):
+    weak = generate_rsa_key(kid="weak", alg="RS384", bits=1024)
+    responses.get(JWKS_URL, json=make_jwks(weak))
+    with pytest.warns(InsecureKeyLengthWarning):  # PyJWT warns the signer too
+        token = sign_token(weak, fetch_claims())
+    assert "signature" in rejected(verifier, bearer(token))
