@@ -68,7 +68,7 @@ def _b64_json(segment: str, what: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
         value = json.loads(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         raise AuthError(f"token {what} is not base64url JSON") from None
     if not isinstance(value, dict):
         raise AuthError(f"token {what} is not a JSON object")
@@ -138,7 +138,7 @@ class ClientVerifier:
         header_segment, payload_segment, _ = token.split(".")
         header = _b64_json(header_segment, "header")
         alg = header.get("alg")
-        if alg not in ALLOWED_ALGORITHMS:
+        if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
             raise AuthError(f"alg {_short(alg)} is not an allowed asymmetric algorithm")
         typ = header.get("typ")
         if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):

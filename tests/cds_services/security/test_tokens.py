@@ -2,6 +2,7 @@
 every forgery and misuse the spec names is refused, and no token leaks."""
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
@@ -339,7 +340,10 @@ def test_replay_across_workers_sharing_a_sql_store(make_verifier, ec_key, tmp_pa
         "Bearer bm90IGpzb24.bm90IGpzb24.c2ln",  # "not json"
         "Bearer W10.W10.c2ln",  # [] header
         "Bearer " + "a" * 20000 + ".b.c",
+        "Bearer eyJhbGciOlsiUlMyNTYiXX0.e30.c2ln",  # {"alg": ["RS256"]}: unhashable alg
+        "Bearer " + base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode().rstrip("=") + ".e30.c2ln",
     ],
+    ids=lambda header: repr(header)[:40],
 )
 def test_missing_or_garbled_authorization_header(verifier, header):
     assert rejected(verifier, header)
