@@ -22,8 +22,8 @@ def prefetch_templates() -> dict[str, str]:
     pid = "{{context.patientId}}"
     return {
         "patient": f"Patient/{pid}",
-        "medicationRequests": f"MedicationRequest?patient={pid}&status=active,on-hold",
-        "medicationStatements": f"MedicationStatement?patient={pid}&status=active,intended",
+        "medicationRequests": f"MedicationRequest?patient={pid}&status=active,on-hold&_include=MedicationRequest:medication",
+        "medicationStatements": f"MedicationStatement?patient={pid}&status=active,intended&_include=MedicationStatement:medication",
         "labs": f"Observation?patient={pid}&code={','.join(observation_query_codes('labs'))}"
         "&_sort=-date&_count=100",
         "vitals": f"Observation?patient={pid}&code={','.join(observation_query_codes('vitals'))}"
