@@ -41,7 +41,10 @@ def call_service(service_id: str) -> ResponseReturnValue:
     service = _service_or_404(service_id)
     hook_request = parse_hook_request(_body(), service)
     cds = runtime()
-    result = run_hook(hook_request, cds.kb, cds.fhir, cds.clock)
+    result = run_hook(
+        hook_request, cds.kb, cds.fhir, cds.clock,
+        cds.settings.fhir_servers, cds.settings.allow_http_fhir,
+    )
     request.environ["cds.result"] = result  # for the audit log
     return jsonify({"cards": result.cards})
 

@@ -69,7 +69,12 @@ def orders_in_scope(
 
 
 def run_hook(
-    request: HookRequest, kb: Any, client: FhirClient, now: Callable[[], datetime]
+    request: HookRequest,
+    kb: Any,
+    client: FhirClient,
+    now: Callable[[], datetime],
+    allowed_servers: tuple[str, ...] = (),
+    allow_http: bool = False,
 ) -> HookResult:
     draft_raw = resources_from_bundle(request.draft_orders)
     parsed_drafts, draft_problems = parse_resources(draft_raw, request.patient_id)
@@ -81,7 +86,7 @@ def run_hook(
     if scope is None:
         return HookResult(cards=[], findings=[], fetched_keys=[])
 
-    raw_record, fetched = gather(request, prefetch_templates(), client)
+    raw_record, fetched = gather(request, prefetch_templates(), client, allowed_servers, allow_http)
     record, record_problems = parse_resources(raw_record, request.patient_id)
     facts = build_facts(
         record + list(medications.values()),

@@ -7,13 +7,17 @@ key can be had neither way the service answers 412 (requirement 54).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+import logging
+from typing import Any, Mapping, Sequence
 
 from fhir_mappings.resources import resources_from_bundle
 
 from .errors import BadRequest, PreconditionFailed
 from .fhir_client import FhirClient, FhirError
 from .protocol import HookRequest
+from .security.fhir_access import FhirServerNotAllowed, check_fhir_server
+
+log = logging.getLogger(__name__)
 
 
 def render(template: str, request: HookRequest) -> str:
@@ -43,7 +47,11 @@ def _resources_of(key: str, value: Any) -> list[Any] | None:
 
 
 def gather(
-    request: HookRequest, templates: Mapping[str, str], client: FhirClient
+    request: HookRequest,
+    templates: Mapping[str, str],
+    client: FhirClient,
+    allowed_servers: Sequence[str] = (),
+    allow_http: bool = False,
 ) -> tuple[list[Any], list[str]]:
     """All raw resources for the checks, and the keys that had to be fetched."""
     prefetch = request.prefetch or {}
@@ -64,7 +72,18 @@ def gather(
             + ") and the request has no fhirServer to read them from",
             expression=[f"prefetch.{key}" for key in sorted(missing)],
         )
-    results = client.read_many(request.fhir_server, missing, request.access_token)
+    try:
+        base_url = check_fhir_server(request.fhir_server, allowed_servers, allow_http)
+    except FhirServerNotAllowed as refusal:
+        # fhirServer is caller-controlled: nothing is sent to a server we do not list.
+        log.warning("fhirServer refused: %s", refusal.reason)
+        raise PreconditionFailed(
+            "the checks need prefetch keys that were not sent ("
+            + ", ".join(sorted(missing))
+            + ") and fhirServer is not a FHIR server this service is configured to call",
+            expression=["fhirServer"],
+        ) from None
+    results = client.read_many(base_url, missing, request.access_token)
     failures = {key: result for key, result in results.items() if isinstance(result, FhirError)}
     if failures:
         raise PreconditionFailed(

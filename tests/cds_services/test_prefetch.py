@@ -157,3 +157,19 @@ def test_unusable_fhir_answer_is_412(client, hook_request, bad):
     responses.get(f"{FHIR}/Observation", body=bad)
     response = post(client, with_server(hook_request(drop_prefetch=("labs",))))
     assert response.status_code == 412
+
+
+@responses.activate(assert_all_requests_are_fired=True)
+@pytest.mark.parametrize("server", [
+    "https://evil.example/fhir",                 # not on the allowlist
+    "http://ehr.example.org/fhir",               # plain http without the development flag
+    "https://ehr.example.org/fhirx",             # prefix that is not a path segment
+    "http://169.254.169.254/latest/meta-data",   # cloud metadata
+])
+def test_fhir_server_off_the_allowlist_is_never_contacted(client, hook_request, server):
+    body = with_server(hook_request(drop_prefetch=("labs",)))
+    body["fhirServer"] = server
+    response = post(client, body)
+    assert response.status_code == 412
+    assert "not a FHIR server this service is configured to call" in response.get_json()["issue"][0]["diagnostics"]
+    assert len(responses.calls) == 0

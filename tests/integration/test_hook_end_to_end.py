@@ -24,7 +24,7 @@ SERVICE = "/cds-services/ixabepilone-order-sign"
 
 @pytest.fixture(scope="module")
 def service_client(make_app_once, fhir_server, fhir_patients):
-    return make_app_once({"fhir_servers": (fhir_server.base_url,)}, clock=lambda: fhir_patients.now).test_client()
+    return make_app_once({"fhir_servers": (fhir_server.base_url,), "allow_http_fhir": True}, clock=lambda: fhir_patients.now).test_client()
 
 
 @pytest.fixture(scope="module")
