@@ -63,12 +63,33 @@ def create_app(
         ),
         session=session,
     )
+    verifier = clients = None
+    if not settings.allow_unauthenticated:
+        from sqlalchemy import create_engine
+
+        from cds_services.security.clients import load_trusted_clients
+        from cds_services.security.jwks import JwksCache
+        from cds_services.security.replay import MemoryReplayStore, SqlReplayStore
+        from cds_services.security.tokens import ClientVerifier
+
+        clients = load_trusted_clients(settings.trusted_clients)
+        replay = (
+            SqlReplayStore(create_engine(database_url))
+            if settings.replay_store == "database"
+            else MemoryReplayStore()
+        )
+        verifier = ClientVerifier(
+            clients, JwksCache(clients, session or requests.Session()), replay,
+            settings.jwt_max_lifetime, settings.jwt_leeway,
+        )
     runtime = Runtime(
         settings=settings,
         kb=kb,
         feedback=FeedbackStore(database_url),
         fhir=fhir,
         clock=clock or _utc_now,
+        verifier=verifier,
+        clients=clients,
     )
     app.extensions[EXTENSION] = runtime
 

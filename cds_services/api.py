@@ -5,17 +5,72 @@ in the rules; FHIR access in :mod:`cds_services.prefetch`.
 """
 from __future__ import annotations
 
+import logging
+import time
+
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from .catalog import discovery_document, find_service
-from .errors import NotFound
+from .errors import NotFound, Unauthorized
+from .security.audit import AUDIT_LOGGER, audit_record, log_audit
+from .security.tokens import AuthError
 from .feedback import parse_feedback
 from .pipeline import run_hook
 from .protocol import parse_hook_request, read_json
 from .runtime import runtime
 
 bp = Blueprint("cds", __name__)
+audit_log = logging.getLogger(AUDIT_LOGGER)
+
+
+@bp.before_request
+def _authenticate() -> None:
+    """Service and feedback calls carry the EHR's signed JWT (spec 2.0 §trusting-cds-clients).
+
+    Discovery stays open, as the spec allows; CORS preflight never reaches
+    here. The reason for a refusal goes to the log, never to the caller.
+    """
+    request.environ["cds.started"] = time.perf_counter()
+    cds = runtime()
+    if request.method != "POST" or cds.verifier is None:
+        return
+    base = cds.settings.public_base_url or request.host_url.rstrip("/")
+    try:
+        identity = cds.verifier.verify(request.headers.get("Authorization"), base + request.path)
+    except AuthError:
+        raise Unauthorized("authentication required") from None
+    request.environ["cds.identity"] = identity
+    request.environ["cds.client_iss"] = identity.iss
+
+
+@bp.after_request
+def _audit(response):
+    """One JSON line per hook or feedback call (fields: cds_services/security/audit.py)."""
+    if request.method != "POST" or not request.view_args:
+        return response
+    result = request.environ.get("cds.result")
+    identity = request.environ.get("cds.identity")
+    body = request.environ.get("cds.body")  # set by _body() once the JSON was read safely
+    body = body if isinstance(body, dict) else {}
+    context = body.get("context") if isinstance(body.get("context"), dict) else {}
+    started = request.environ.get("cds.started", time.perf_counter())
+    log_audit(audit_log, audit_record(
+        event="feedback" if request.path.endswith("/feedback") else "hook",
+        service_id=request.view_args.get("service_id"),
+        hook_instance=body.get("hookInstance") if isinstance(body.get("hookInstance"), str) else None,
+        iss=getattr(identity, "iss", None),
+        tenant=getattr(identity, "tenant", None),
+        jti=getattr(identity, "jti", None),
+        rule_codes=[f.rule for f in result.findings] if result else [],
+        indicators=[f.indicator for f in result.findings] if result else [],
+        card_count=len(result.cards) if result else 0,
+        latency_ms=round((time.perf_counter() - started) * 1000, 1),
+        status=response.status_code,
+        outcome="ok" if response.status_code < 400 else "error",
+        patient_id=context.get("patientId") if isinstance(context.get("patientId"), str) else None,
+    ))
+    return response
 
 
 def _service_or_404(service_id: str):
@@ -27,7 +82,18 @@ def _service_or_404(service_id: str):
 
 def _body() -> object:
     cds = runtime()
-    return read_json(request.content_type, request.get_data(cache=True), cds.settings.max_json_depth)
+    body = read_json(request.content_type, request.get_data(cache=True), cds.settings.max_json_depth)
+    request.environ["cds.body"] = body
+    return body
+
+
+def _fhir_servers_for(cds) -> tuple[str, ...]:
+    """An issuer that lists its own FHIR servers is held to that list."""
+    identity = request.environ.get("cds.identity")
+    client = cds.clients.get(identity.iss) if identity is not None and cds.clients else None
+    if client is not None and client.fhir_servers:
+        return tuple(client.fhir_servers)
+    return cds.settings.fhir_servers
 
 
 @bp.get("/cds-services")
@@ -43,7 +109,7 @@ def call_service(service_id: str) -> ResponseReturnValue:
     cds = runtime()
     result = run_hook(
         hook_request, cds.kb, cds.fhir, cds.clock,
-        cds.settings.fhir_servers, cds.settings.allow_http_fhir,
+        _fhir_servers_for(cds), cds.settings.allow_http_fhir,
     )
     request.environ["cds.result"] = result  # for the audit log
     return jsonify({"cards": result.cards})

@@ -25,6 +25,9 @@ class Runtime:
     feedback: FeedbackStore
     fhir: FhirClient
     clock: Callable[[], datetime]
+    # None only when CDS_ALLOW_UNAUTHENTICATED=true.
+    verifier: Any = None
+    clients: Any = None
 
     def close(self) -> None:
         self.fhir.close()

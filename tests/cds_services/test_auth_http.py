@@ -1,0 +1,87 @@
+"""JWT authentication and the audit line, through the HTTP endpoints (spec 2.0 §trusting-cds-clients)."""
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from cds_services.config import ConfigError
+from cds_services.security.testing import bearer, client_claims, generate_ec_key, make_jwks, sign_token, unsigned_token
+from tests.support import rule_codes
+
+ISS = "https://ehr.example.org"
+SIGN = "/cds-services/ixabepilone-order-sign"
+AUD = "http://localhost" + SIGN
+
+
+@pytest.fixture(scope="module")
+def key():
+    return generate_ec_key("ehr-key-1", "ES384")
+
+
+@pytest.fixture
+def secured(make_app, key):
+    trusted = json.dumps([{"iss": ISS, "jwks": make_jwks(key)}])
+    return make_app({"allow_unauthenticated": False, "trusted_clients": trusted}).test_client()
+
+
+def call(client, body, token=None, url=SIGN):
+    headers = {"Authorization": bearer(token)} if token else {}
+    return client.post(url, data=json.dumps(body), content_type="application/json", headers=headers)
+
+
+def test_signed_request_gets_cards(secured, key, sample_request):
+    response = call(secured, sample_request, sign_token(key, client_claims(ISS, AUD)))
+    assert response.status_code == 200
+    assert "platelets-low" in rule_codes(response.get_json())
+
+
+@pytest.mark.parametrize("case", ["none", "unsigned", "wrong-aud", "unknown-iss"])
+def test_refused_tokens_are_401_without_detail(secured, key, sample_request, case, caplog):
+    token = {
+        "none": None,
+        "unsigned": unsigned_token(client_claims(ISS, AUD)),
+        "wrong-aud": sign_token(key, client_claims(ISS, "https://other.example/cds-services/x")),
+        "unknown-iss": sign_token(key, client_claims("https://intruder.example", AUD)),
+    }[case]
+    response = call(secured, sample_request, token)
+    assert response.status_code == 401
+    assert response.get_json()["issue"][0]["diagnostics"] == "authentication required"
+    if token:
+        assert token not in caplog.text
+
+
+def test_replayed_token_is_refused(secured, key, sample_request):
+    token = sign_token(key, client_claims(ISS, AUD))
+    assert call(secured, sample_request, token).status_code == 200
+    assert call(secured, sample_request, token).status_code == 401
+
+
+def test_feedback_needs_a_token_too(secured):
+    body = {"feedback": [{"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-25T15:00:00Z"}]}
+    assert call(secured, body, url=SIGN + "/feedback").status_code == 401
+
+
+def test_discovery_and_preflight_stay_open(secured):
+    assert secured.get("/cds-services").status_code == 200
+    preflight = secured.options(SIGN, headers={"Origin": "https://sandbox.cds-hooks.org",
+                                               "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 204
+
+
+def test_service_refuses_to_start_without_trusted_clients(make_app):
+    with pytest.raises(ConfigError):
+        make_app({"allow_unauthenticated": False})
+
+
+def test_audit_line_names_rules_and_never_the_token(secured, key, sample_request, caplog):
+    token = sign_token(key, client_claims(ISS, AUD))
+    with caplog.at_level(logging.INFO, logger="cds.audit"):
+        call(secured, sample_request, token)
+    records = [r for r in caplog.records if r.name == "cds.audit"]
+    assert len(records) == 1
+    line = records[0].getMessage()
+    assert token not in line and "opaque" not in line
+    for expected in ("platelets-low", ISS, sample_request["hookInstance"], "ixa-demo-1"):
+        assert expected in line
