@@ -22,10 +22,12 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    inspect,
     insert,
     select,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from .errors import BadRequest
 
@@ -123,7 +125,13 @@ def default_sqlite_url(instance_path: str) -> str:
 class FeedbackStore:
     def __init__(self, url: str) -> None:
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
-        metadata.create_all(self.engine)
+        try:
+            metadata.create_all(self.engine)
+        except DBAPIError:
+            # Several gunicorn workers start at once and race to create the
+            # table; the loser's error is harmless once the table is there.
+            if not inspect(self.engine).has_table(feedback_table.name):
+                raise
 
     def add(self, service_id: str, items: Iterable[FeedbackItem], client_iss: str | None = None) -> int:
         now = datetime.now(timezone.utc)

@@ -17,6 +17,8 @@ import threading
 import time
 from typing import Callable, Protocol
 
+from sqlalchemy import inspect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy import (
     Column,
     Float,
@@ -101,7 +103,12 @@ class SqlReplayStore:
         self._purge_interval = purge_interval_seconds
         self._next_purge = 0.0
         self._purge_lock = threading.Lock()
-        metadata.create_all(engine, tables=[replay_table])
+        try:
+            metadata.create_all(engine, tables=[replay_table])
+        except DBAPIError:
+            # Workers starting together race to create the table; harmless once it exists.
+            if not inspect(engine).has_table(replay_table.name):
+                raise
 
     def purge(self) -> int:
         """Delete expired rows; returns how many."""

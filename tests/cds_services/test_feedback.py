@@ -75,3 +75,21 @@ def test_feedback_for_an_unknown_service_is_404(client):
     response = client.post("/cds-services/nope/feedback", data=json.dumps({"feedback": [ACCEPTED]}),
                            content_type="application/json")
     assert response.status_code == 404
+
+
+def test_store_starts_when_another_worker_created_the_table_first(tmp_path, monkeypatch):
+    """Regression: two gunicorn workers racing on create_all made one fail to boot."""
+    from sqlalchemy.exc import OperationalError
+
+    from cds_services import feedback as module
+
+    url = f"sqlite:///{tmp_path}/race.sqlite3"
+    module.FeedbackStore(url).close()  # the other worker won the race
+
+    def losing_create_all(*args, **kwargs):
+        raise OperationalError("CREATE TABLE feedback", {}, Exception("table feedback already exists"))
+
+    monkeypatch.setattr(module.metadata, "create_all", losing_create_all)
+    store = module.FeedbackStore(url)
+    assert store.all() == []
+    store.close()
