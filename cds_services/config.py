@@ -32,7 +32,9 @@ class Settings:
     public_base_url: str | None = None
     fhir_connect_timeout: float = 3.05
     fhir_read_timeout: float = 5.0
-    fhir_max_workers: int = 8
+    # Ten prefetch keys per call and several gunicorn threads per process share
+    # one pool: fewer workers than keys would serialise the fallback queries.
+    fhir_max_workers: int = 40
     fhir_max_response_bytes: int = 10 * 1024 * 1024
     max_body_bytes: int = 1024 * 1024
     max_json_depth: int = 64

@@ -56,6 +56,11 @@ class FhirClient:
     def __init__(self, settings: FhirClientSettings, session: requests.Session | None = None) -> None:
         self.settings = settings
         self.session = session or requests.Session()
+        # As many pooled connections as concurrent queries, or urllib3 drops
+        # connections under load and every query pays a new TLS handshake.
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=settings.max_workers)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
         self._pool = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="fhir")
 
     def close(self) -> None:

@@ -26,38 +26,36 @@ def read_json(content_type: str | None, data: bytes, max_depth: int) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("request body is not valid UTF-8") from None
-    _check_depth(text, max_depth)
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as error:
         raise BadRequest(
             f"malformed JSON at line {error.lineno} column {error.colno}: {error.msg}"
         ) from None
-    except RecursionError:  # pragma: no cover - _check_depth rejects this first
+    except RecursionError:  # the C decoder's own guard against very deep nesting
         raise BadRequest(f"JSON nested deeper than {max_depth} levels") from None
+    _check_depth(value, max_depth)
+    return value
 
 
-def _check_depth(text: str, max_depth: int) -> None:
-    """Reject nesting deeper than ``max_depth`` before the decoder recurses into it."""
-    depth = 0
-    in_string = False
-    escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > max_depth:
-                raise BadRequest(f"JSON nested deeper than {max_depth} levels")
-        elif char in "]}":
-            depth -= 1
+def _check_depth(value: Any, max_depth: int) -> None:
+    """Reject nesting deeper than ``max_depth`` (iterative: no recursion to exhaust).
+
+    Walking the decoded value costs a fraction of scanning the text character
+    by character in Python, which the benchmark showed as most of the parse time.
+    """
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > max_depth:
+            raise BadRequest(f"JSON nested deeper than {max_depth} levels")
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
 @dataclass(frozen=True)

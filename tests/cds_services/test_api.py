@@ -259,3 +259,16 @@ def test_health(client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.get_json()["status"] == "ok"
+
+
+@pytest.mark.parametrize(("depth", "status"), [(64, 200), (65, 400)])
+def test_json_depth_limit_at_its_threshold(client, sample_request, depth, status):
+    body = copy.deepcopy(sample_request)
+    nested: dict = {}
+    node = nested
+    for _ in range(depth - 3):  # body(1) > context(2) > x(3) ...
+        node["x"] = {}
+        node = node["x"]
+    body["context"]["x"] = nested
+    response = post(client, SIGN, body)
+    assert response.status_code == status, response.get_json()
