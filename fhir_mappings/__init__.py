@@ -9,13 +9,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Sequence
 
-from .drugs import drugs_of, read_dose
-from .facts import DrugUse, Evidence, PatientFacts
-from .labs import _utc, latest_labs
-from .status import allergies, condition_evidence, live_vaccines, radiotherapy, reproductive_observations
+from fhir.resources.R4B.resource import Resource
 
-_REQUEST_ACTIVE = {"active", "on-hold"}
-_STATEMENT_ACTIVE = {"active", "intended"}
+from .dates import period_time, to_utc
+from .drugs import drugs_of, has_medication, read_dose
+from .facts import DrugUse, PatientFacts
+from .labs import latest_labs
+from .status import allergies, condition_evidence, current, live_vaccines, radiotherapy, reproductive_observations
+
+__all__ = ["build_facts"]
+
+IXABEPILONE = "ixabepilone"
+# A current medication: an order that is in force [FHIR R4 MedicationRequest.status/intent].
+_REQUEST_ACTIVE = frozenset({"active", "on-hold"})
+_REQUEST_NOT_AN_ORDER = frozenset({"plan", "proposal", "directive", "option"})
+_STATEMENT_ACTIVE = frozenset({"active", "intended"})
 
 
 def _by_type(resources: Sequence[Any]) -> dict[str, list[Any]]:
@@ -25,79 +33,109 @@ def _by_type(resources: Sequence[Any]) -> dict[str, list[Any]]:
     return out
 
 
+def _ref(resource: Any) -> str | None:
+    return f"{resource.get_resource_type()}/{resource.id}" if resource.id else None
+
+
+def _date(resource: Any) -> datetime | None:
+    if resource.get_resource_type() == "MedicationRequest":
+        return to_utc(resource.authoredOn)
+    return (to_utc(getattr(resource, "effectiveDateTime", None))
+            or period_time(getattr(resource, "effectivePeriod", None))
+            or to_utc(getattr(resource, "dateAsserted", None)))
+
+
 def _use(resource: Any, medications: dict[str, Any], origin: str) -> DrugUse:
     ids, how, display = drugs_of(resource, medications)
-    rtype = resource.get_resource_type()
-    date = _utc(getattr(resource, "authoredOn", None)) or _utc(getattr(resource, "dateAsserted", None))
+    draft = origin == "draft"
     return DrugUse(
         drugs=ids,
         display=display or "(unnamed medication)",
         origin=origin,
         status=resource.status,
-        ref=f"{rtype}/{resource.id}" if resource.id else None,
-        date=date,
-        dose=read_dose(resource) if origin == "draft" and rtype == "MedicationRequest" else None,
+        ref=_ref(resource),
+        date=_date(resource),
+        dose=read_dose(resource) if draft else None,
         matched_by=how,
-        resource=resource.model_dump(mode="json", exclude_none=True) if origin == "draft" else None,
+        resource=resource.model_dump(mode="json", exclude_none=True) if draft else None,
     )
 
 
-def _pregnancy(conditions: list[Evidence], observed: list[Evidence], verdicts: list[tuple[datetime, bool]]) -> tuple[Evidence, ...]:
-    """Pregnancy evidence, unless the newest verdict says "not pregnant" after it."""
-    evidence = conditions + observed
-    negatives = [when for when, pregnant in verdicts if not pregnant]
-    if not negatives:
-        return tuple(evidence)
-    newest_negative = max(negatives)
-    return tuple(e for e in evidence if e.date is not None and e.date > newest_negative)
+def _unresolved(resource: Any, use: DrugUse, medications: dict[str, Any]) -> str | None:
+    """A record medication we cannot name at all (its Medication is missing): say so, do not guess."""
+    reference = getattr(resource, "medicationReference", None)
+    if use.drugs or reference is None or reference.display or not reference.reference:
+        return None
+    if reference.reference.startswith("#") or reference.reference in medications:
+        return None
+    return (f"{use.ref or resource.get_resource_type()}: its medication {reference.reference} was not found, "
+            "so it could not be checked for interactions.")
 
 
 def build_facts(
-    resources: Sequence[Any],
-    draft_orders: Sequence[Any],
+    resources: Sequence[Resource],
+    draft_orders: Sequence[Resource],
     patient_id: str,
     now: datetime,
     problems: Sequence[str] = (),
 ) -> PatientFacts:
+    """The patient picture at ``now`` from parsed record resources and the hook's draft orders.
+
+    ``resources`` are the record (Patient, MedicationRequest, MedicationStatement,
+    Observation, Condition, AllergyIntolerance, Procedure, Immunization,
+    Medication); ``draft_orders`` are context.draftOrders. Draft orders that
+    are not MedicationRequests, or that name no medication, are left out.
+    """
     record = _by_type(resources)
     medications = {f"Medication/{m.id}": m for m in record.get("Medication", []) if m.id}
-    drafts = [
-        _use(r, medications, "draft")
-        for r in draft_orders
-        if r.get_resource_type() == "MedicationRequest"
-        and (getattr(r, "medicationCodeableConcept", None) or getattr(r, "medicationReference", None))
-    ]
+    mapping_problems: list[str] = []
+
+    drafts = tuple(
+        _use(order, medications, "draft")
+        for order in draft_orders
+        if order.get_resource_type() == "MedicationRequest" and has_medication(order)
+    )
     draft_refs = {d.ref for d in drafts if d.ref}
-    active = [
-        _use(r, medications, "request")
-        for r in record.get("MedicationRequest", [])
-        if r.status in _REQUEST_ACTIVE and f"MedicationRequest/{r.id}" not in draft_refs
-    ] + [
-        _use(r, medications, "statement")
-        for r in record.get("MedicationStatement", [])
-        if r.status in _STATEMENT_ACTIVE
-    ]
+
+    current_meds: list[DrugUse] = []
+    for request in record.get("MedicationRequest", []):
+        if (request.status not in _REQUEST_ACTIVE or request.intent in _REQUEST_NOT_AN_ORDER
+                or request.doNotPerform or _ref(request) in draft_refs or not has_medication(request)):
+            continue
+        use = _use(request, medications, "request")
+        current_meds.append(use)
+        if problem := _unresolved(request, use, medications):
+            mapping_problems.append(problem)
+    for statement in record.get("MedicationStatement", []):
+        if statement.status not in _STATEMENT_ACTIVE or not has_medication(statement):
+            continue
+        use = _use(statement, medications, "statement")
+        current_meds.append(use)
+        if problem := _unresolved(statement, use, medications):
+            mapping_problems.append(problem)
+
     observations = record.get("Observation", [])
     conditions = condition_evidence(record.get("Condition", []))
-    pregnant_obs, breastfeeding_obs, verdicts = reproductive_observations(observations, now)
-    patient = next(iter(record.get("Patient", [])), None)
+    pregnant_obs, feeding_obs, pregnant_verdicts, feeding_verdicts = reproductive_observations(observations, now)
+    patients = record.get("Patient", [])
+    patient = next((p for p in patients if p.id == patient_id), patients[0] if patients else None)
     return PatientFacts(
         now=now,
         patient_id=patient_id,
         labs=latest_labs(observations, now),
-        orders=tuple(d for d in drafts if "ixabepilone" in d.drugs),
-        draft_orders=tuple(drafts),
-        medications=tuple(active),
+        orders=tuple(d for d in drafts if IXABEPILONE in d.drugs),
+        draft_orders=drafts,
+        medications=tuple(current_meds),
         allergies=tuple(allergies(record.get("AllergyIntolerance", []))),
-        pregnancy=_pregnancy(conditions["pregnancy"], pregnant_obs, verdicts),
-        breastfeeding=tuple(conditions["breastfeeding"] + breastfeeding_obs),
+        pregnancy=current(conditions["pregnancy"] + pregnant_obs, pregnant_verdicts),
+        breastfeeding=current(conditions["breastfeeding"] + feeding_obs, feeding_verdicts),
         liver_disease=tuple(conditions["liver_disease"]),
         gilbert_syndrome=tuple(conditions["gilbert_syndrome"]),
         diabetes=tuple(conditions["diabetes"]),
         neuropathy=tuple(conditions["neuropathy"]),
-        radiotherapy=tuple(radiotherapy(record.get("Procedure", []))),
+        radiotherapy=tuple(radiotherapy(record.get("Procedure", []), now)),
         live_vaccines=tuple(live_vaccines(record.get("Immunization", []))),
         birth_date=str(patient.birthDate) if patient is not None and patient.birthDate else None,
         sex=patient.gender if patient is not None else None,
-        problems=tuple(problems),
+        problems=tuple(problems) + tuple(mapping_problems),
     )

@@ -9,20 +9,75 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .facts import ANALYTES
+
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 CVX = "http://hl7.org/fhir/sid/cvx"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 
-CODES: dict[str, Any] = json.loads((Path(__file__).parent / "data" / "codes.json").read_text())
+DATA_FILE = Path(__file__).parent / "data" / "codes.json"
+CODES: dict[str, Any] = json.loads(DATA_FILE.read_text())
+
+
+def _check(codes: dict[str, Any]) -> None:
+    """Fail the import on a data file that would silently match nothing."""
+    if set(codes["analytes"]) != set(ANALYTES):
+        raise ValueError(f"codes.json analytes {sorted(codes['analytes'])} differ from facts.ANALYTES")
+    for section in (codes["analytes"], codes["reproductive"], codes["conditions"]):
+        for name, spec in section.items():
+            if not spec.get("source"):
+                raise ValueError(f"codes.json: {name} has no source")
+    for name, spec in codes["analytes"].items():
+        if spec["group"] not in ("labs", "vitals") or not spec["loinc"]:
+            raise ValueError(f"codes.json: analyte {name} needs a group (labs/vitals) and LOINC codes")
+
+
+_check(CODES)
+
 ANALYTE_BY_LOINC: dict[str, str] = {
     code: analyte for analyte, spec in CODES["analytes"].items() for code in spec["loinc"]
 }
+REPRODUCTIVE_LOINC: dict[str, str] = {
+    code: kind for kind, spec in CODES["reproductive"].items() for code in spec["loinc"]
+}
+OBSERVATION_LOINC: frozenset[str] = frozenset(ANALYTE_BY_LOINC) | frozenset(REPRODUCTIVE_LOINC)
+RADIOTHERAPY_SNOMED: frozenset[str] = frozenset(CODES["radiotherapy"]["snomed"])
+LIVE_VACCINE_CVX: frozenset[str] = frozenset(CODES["live_vaccines"]["cvx"])
+CONDITION_SNOMED: dict[str, frozenset[str]] = {
+    kind: frozenset(spec["snomed"]) for kind, spec in CODES["conditions"].items()
+}
+
+
+def _icd_key(code: str) -> str:
+    return code.upper().replace(".", "").strip()
+
+
+# (kind, prefix) and (kind, first category, last category), compared on normalised codes.
+_ICD_PREFIXES = [(kind, _icd_key(r["prefix"])) for kind, spec in CODES["conditions"].items()
+                 for r in spec["icd10"] if "prefix" in r]
+_ICD_RANGES = [(kind, _icd_key(r["from"]), _icd_key(r["to"])) for kind, spec in CODES["conditions"].items()
+               for r in spec["icd10"] if "from" in r]
+
+
+def icd10_kinds(code: str) -> set[str]:
+    """The condition kinds an ICD-10-CM code falls in (by prefix or 3-character category range)."""
+    key = _icd_key(code)
+    category = key[:3]
+    kinds = {kind for kind, prefix in _ICD_PREFIXES if key.startswith(prefix)}
+    kinds |= {kind for kind, low, high in _ICD_RANGES if len(category) == 3 and low <= category <= high}
+    return kinds
+
+
+def cvx_key(code: str) -> str:
+    """CVX codes are sent as "3" or "03": compare them two digits wide."""
+    return code.strip().zfill(2)
 
 
 def observation_query_codes(group: str) -> list[str]:
-    """``system|code`` tokens for a prefetch group: labs, vitals or reproductive."""
+    """``system|code`` tokens for a prefetch group: "labs", "vitals" or "reproductive"."""
     if group == "reproductive":
-        codes = [c for values in CODES["reproductive"].values() for c in values]
+        codes = [c for spec in CODES["reproductive"].values() for c in spec["loinc"]]
     else:
         codes = [c for spec in CODES["analytes"].values() if spec["group"] == group for c in spec["loinc"]]
         if not codes:
@@ -31,4 +86,5 @@ def observation_query_codes(group: str) -> list[str]:
 
 
 def procedure_query_codes() -> list[str]:
-    return [f"{SNOMED}|{code}" for code in CODES["radiotherapy_snomed"]]
+    """``system|code`` tokens of the radiotherapy procedures."""
+    return [f"{SNOMED}|{code}" for code in CODES["radiotherapy"]["snomed"]]

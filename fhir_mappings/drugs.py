@@ -1,64 +1,169 @@
 """Which drugs a medication is, from RxNorm, NDC, ATC or, last, its name.
 
-EHRs send codes from many levels (ingredient, clinical drug, branded drug,
-NDC); codes we could not confirm are backed by name matching on
-``text``/``display`` (codes.md), on word boundaries so "Ixempra" never
-matches inside another word.
+EHRs send codes from many levels (ingredient, brand, clinical or branded
+drug, NDC in several spellings, ATC); codes we could not confirm are backed by
+name matching on ``text``/``display`` (codes.md), on word boundaries so
+"Ixempra" never matches inside another word. The table lives in
+``data/drugs.json`` and is compiled once, at import, into dicts and one regex.
 """
 from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
+
+from fhir.resources.R4B.medication import Medication
 
 from .facts import Dose
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 NDC = "http://hl7.org/fhir/sid/ndc"
 ATC = "http://www.whocc.no/atc"
+_SYSTEMS = {"rxnorm": RXNORM, "ndc": NDC, "atc": ATC}
+_MATCHED_BY = {RXNORM: "rxnorm", NDC: "ndc", ATC: "atc"}
+# Other spellings of the same systems seen in EHR exports.
+_SYSTEM_ALIASES = {
+    "urn:oid:2.16.840.1.113883.6.88": RXNORM,
+    "http://www.nlm.nih.gov/research/umls/rxnorm/": RXNORM,
+    "urn:oid:2.16.840.1.113883.6.69": NDC,
+    "http://hl7.org/fhir/sid/ndc/": NDC,
+    "urn:oid:2.16.840.1.113883.6.73": ATC,
+    "http://www.whocc.no/atc/": ATC,
+}
 
-_TABLE = json.loads((Path(__file__).parent / "data" / "drugs.json").read_text())["drugs"]
-_BY_CODE: dict[tuple[str, str], set[str]] = {}
-for _drug, _spec in _TABLE.items():
-    for _system, _key in ((RXNORM, "rxnorm"), (NDC, "ndc"), (ATC, "atc")):
-        for _code in _spec[_key]:
-            _BY_CODE.setdefault((_system, _code.replace("-", "") if _system == NDC else _code), set()).add(_drug)
-_NAMES = [(drug, re.compile(r"(?<![a-z0-9])" + re.escape(name) + r"(?![a-z0-9])"))
-          for drug, spec in _TABLE.items() for name in spec["names"]]
+DATA_FILE = Path(__file__).parent / "data" / "drugs.json"
+
+
+def normalize_ndc(code: str) -> str | None:
+    """An NDC as its 11 digits (5-4-2), from the hyphenated or plain forms.
+
+    Hyphenated 10-digit NDCs come as 4-4-2, 5-3-2 or 5-4-1 and are padded per
+    segment (the FDA's 11-digit HIPAA form); an unhyphenated 10-digit code is
+    ambiguous and is not guessed at.
+    """
+    code = code.strip()
+    parts = code.split("-")
+    if len(parts) == 3 and all(p.isdigit() for p in parts):
+        labeler, product, package = parts
+        if len(labeler) <= 5 and len(product) <= 4 and len(package) <= 2:
+            return labeler.zfill(5) + product.zfill(4) + package.zfill(2)
+        return None
+    if code.isdigit() and len(code) == 11:
+        return code
+    return None
+
+
+def _code_key(system: str, code: str) -> tuple[str, str] | None:
+    if system == NDC:
+        digits = normalize_ndc(code)
+        return (NDC, digits) if digits else None
+    if system == ATC:
+        return ATC, code.strip().upper()
+    return system, code.strip()
+
+
+def _normalize_text(text: str) -> str:
+    return " ".join(text.lower().replace("\u2019", "'").replace("\u2018", "'").split())
+
+
+def _load(path: Path) -> tuple[dict[tuple[str, str], frozenset[str]], dict[str, frozenset[str]], frozenset[str], str]:
+    """Code and name tables from the data file; a malformed entry fails the import."""
+    data = json.loads(path.read_text())
+    drugs: dict[str, Any] = data["drugs"]
+    by_code: dict[tuple[str, str], set[str]] = {}
+    by_name: dict[str, set[str]] = {}
+    for drug, spec in drugs.items():
+        unknown = set(spec) - {"names", "codes", "source", "role"}
+        if unknown or not spec.get("source") or not spec.get("names"):
+            raise ValueError(f"drugs.json: entry {drug!r} needs names and a source (unknown fields: {sorted(unknown)})")
+        for name in spec["names"]:
+            by_name.setdefault(_normalize_text(name), set()).add(drug)
+        for entry in spec["codes"]:
+            if entry["system"] not in _SYSTEMS or not isinstance(entry.get("verified"), bool):
+                raise ValueError(f"drugs.json: {drug!r} code {entry!r} needs a known system and verified true/false")
+            key = _code_key(_SYSTEMS[entry["system"]], entry["code"])
+            if key is None:
+                raise ValueError(f"drugs.json: {drug!r} code {entry['code']!r} is not a valid {entry['system']} code")
+            by_code.setdefault(key, set()).add(drug)
+    for product in data.get("products", []):
+        if not product.get("source") or not set(product["drugs"]) <= set(drugs):
+            raise ValueError(f"drugs.json: product {product.get('names')} needs a source and known drug ids")
+        for name in product["names"]:
+            by_name.setdefault(_normalize_text(name), set()).update(product["drugs"])
+    # Longest names first, so "polyoxyl 35 castor oil" wins over "castor oil".
+    alternation = "|".join(re.escape(n) for n in sorted(by_name, key=len, reverse=True))
+    pattern = r"(?<![a-z0-9])(" + alternation + r")(?![a-z0-9])"
+    return (
+        {k: frozenset(v) for k, v in by_code.items()},
+        {k: frozenset(v) for k, v in by_name.items()},
+        frozenset(drugs),
+        pattern,
+    )
+
+
+_BY_CODE, _BY_NAME, _DRUG_IDS, _NAME_PATTERN = _load(DATA_FILE)
+_NAME_RE = re.compile(_NAME_PATTERN)
 
 
 def known_drug_ids() -> frozenset[str]:
-    return frozenset(_TABLE)
+    """Every id a DrugUse or Allergy may carry (the keys of drugs.json)."""
+    return _DRUG_IDS
 
 
+@lru_cache(maxsize=4096)
 def identify_text(text: str | None) -> frozenset[str]:
+    """Drug ids named in free text (case-insensitive, whole words, brands too)."""
     if not text:
         return frozenset()
-    lowered = text.lower()
-    return frozenset(drug for drug, pattern in _NAMES if pattern.search(lowered))
+    found: set[str] = set()
+    for match in _NAME_RE.finditer(_normalize_text(text)):
+        found |= _BY_NAME[match.group(1)]
+    return frozenset(found)
+
+
+def _system(coding: Any) -> str | None:
+    system = coding.system
+    return _SYSTEM_ALIASES.get(system, system) if system else None
+
+
+def _by_codes(concept: Any) -> tuple[set[str], str | None]:
+    found: set[str] = set()
+    how: str | None = None
+    for coding in (concept.coding if concept is not None else None) or []:
+        system, code = _system(coding), coding.code
+        if not system or not code:
+            continue
+        key = _code_key(system, code)
+        ids = _BY_CODE.get(key) if key else None
+        if ids:
+            found |= ids
+            how = how or _MATCHED_BY[system]
+    return found, how
+
+
+def _by_names(concept: Any) -> frozenset[str]:
+    if concept is None:
+        return frozenset()
+    names = identify_text(concept.text)
+    for coding in concept.coding or []:
+        names |= identify_text(coding.display)
+    return names
 
 
 def identify_concept(concept: Any) -> tuple[frozenset[str], str | None]:
-    """Drug ids of a CodeableConcept, and how they were matched."""
-    if concept is None:
-        return frozenset(), None
-    found: set[str] = set()
-    how = None
-    for coding in concept.coding or []:
-        system, code = coding.system, coding.code
-        if not code:
-            continue
-        key = (system, code.replace("-", "") if system == NDC else code)
-        if key in _BY_CODE:
-            found |= _BY_CODE[key]
-            how = how or {RXNORM: "rxnorm", NDC: "ndc", ATC: "atc"}.get(system)
+    """Drug ids of a CodeableConcept, and how they were matched.
+
+    A known code wins; only when no coding carries a code we know are
+    ``text`` and the ``display`` values read, so an order coded as
+    dexamethasone whose text mentions ixabepilone stays dexamethasone.
+    """
+    found, how = _by_codes(concept)
     if found:
         return frozenset(found), how
-    names = identify_text(concept.text) | frozenset().union(
-        *(identify_text(c.display) for c in concept.coding or [])
-    )
-    return names, "name" if names else None
+    names = _by_names(concept)
+    return names, ("name" if names else None)
 
 
 def _display(concept: Any) -> str:
@@ -69,53 +174,114 @@ def _display(concept: Any) -> str:
     return next((c.display for c in concept.coding or [] if c.display), "")
 
 
-def drugs_of(resource: Any, medications: Mapping[str, Any]) -> tuple[frozenset[str], str | None, str]:
-    """(drug ids, matched_by, display) of a MedicationRequest/Statement/Medication."""
+def _medication_drugs(medication: Any) -> tuple[frozenset[str], str | None, str]:
+    """A Medication by its own code, else by its ingredients' codes, else by names."""
+    ingredients = [getattr(i, "itemCodeableConcept", None) for i in medication.ingredient or []]
+    ids, how = _by_codes(medication.code)
+    for concept in ingredients:
+        more, _ = _by_codes(concept)
+        if more and not how:
+            how = "ingredient"
+        ids |= more
+    if not ids:
+        ids = set(_by_names(medication.code))
+        for concept in ingredients:
+            ids |= _by_names(concept)
+        how = "name" if ids else None
+    display = _display(medication.code) or ", ".join(d for d in (_display(c) for c in ingredients) if d)
+    return frozenset(ids), how, display
+
+
+def _resolve(reference: str, resource: Any, medications: Mapping[str, Any]) -> Any:
+    """The Medication a reference points at: contained (#id) or among the prefetched ones."""
+    if reference.startswith("#"):
+        wanted = reference[1:]
+        return next(
+            (c for c in getattr(resource, "contained", None) or []
+             if getattr(c, "id", None) == wanted and c.get_resource_type() == "Medication"),
+            None,
+        )
+    found = medications.get(reference)
+    if found is not None:
+        return found
+    parts = reference.split("/_history/")[0].rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2] == "Medication":
+        return medications.get(f"Medication/{parts[-1]}")
+    return None
+
+
+def drugs_of(resource: Any, medications: Mapping[str, Medication]) -> tuple[frozenset[str], str | None, str]:
+    """(drug ids, matched_by, display) of a MedicationRequest/Statement/Administration or Medication.
+
+    ``medications`` maps "Medication/<id>" to the Medications prefetched or
+    included alongside; a reference to a contained one ("#med") is read from
+    the resource itself.
+    """
     if resource.get_resource_type() == "Medication":
-        ids, how = identify_concept(resource.code)
-        display = _display(resource.code)
-        for ingredient in resource.ingredient or []:
-            more, more_how = identify_concept(getattr(ingredient, "itemCodeableConcept", None))
-            if more and not ids:
-                how = "ingredient" if more_how != "name" else "name"
-            ids = ids | more
-        return ids, how, display
+        return _medication_drugs(resource)
     concept = getattr(resource, "medicationCodeableConcept", None)
     if concept is not None:
         ids, how = identify_concept(concept)
         return ids, how, _display(concept)
     reference = getattr(resource, "medicationReference", None)
-    if reference is None or not reference.reference:
+    if reference is None:
         return frozenset(), None, ""
-    ref = reference.reference
-    medication = None
-    if ref.startswith("#"):
-        medication = next((c for c in resource.contained or [] if getattr(c, "id", None) == ref[1:]), None)
-    else:
-        medication = medications.get(ref) or medications.get("Medication/" + ref.rsplit("/", 1)[-1])
+    medication = _resolve(reference.reference, resource, medications) if reference.reference else None
     if medication is not None:
-        return drugs_of(medication, medications)
+        ids, how, display = _medication_drugs(medication)
+        if ids:
+            return ids, how, display or reference.display or ""
+        names = identify_text(reference.display)
+        return names, ("name" if names else None), display or reference.display or ""
     names = identify_text(reference.display)
-    return names, "name" if names else None, reference.display or ""
+    return names, ("name" if names else None), reference.display or ""
+
+
+def has_medication(resource: Any) -> bool:
+    """True when an order names a medication at all (a code, text or a reference)."""
+    return bool(getattr(resource, "medicationCodeableConcept", None) or getattr(resource, "medicationReference", None))
+
+
+def _quantity_raw(quantity: Any) -> str:
+    comparator = quantity.comparator or ""
+    value = "" if quantity.value is None else f"{quantity.value:g}" if isinstance(quantity.value, float) else str(quantity.value)
+    return f"{comparator}{value} {quantity.unit or quantity.code or ''}".strip()
 
 
 def read_dose(request: Any) -> Dose | None:
-    """The first dose of an order, in mg or mg/m2; anything else says why not."""
-    instructions = getattr(request, "dosageInstruction", None) or []
+    """The order's dose from ``dosageInstruction[0].doseAndRate[0].doseQuantity``.
+
+    mg and mg/m2 (UCUM) are read, g is converted to mg; any other unit, a
+    missing value or a dose range becomes a Dose with ``problem``, so the dose
+    check says "cannot verify" instead of passing. None when ``request`` is
+    not an order at all.
+    """
+    if request is None or not hasattr(request, "dosageInstruction"):
+        return None
+    instructions = request.dosageInstruction or []
     if not instructions:
-        return Dose(raw="(no dosage)", problem="the order has no dose")
-    text = instructions[0].text or ""
-    rates = instructions[0].doseAndRate or []
+        return Dose(raw="(no dosage)", problem="the order has no dosage instruction")
+    first = instructions[0]
+    text = first.text or ""
+    rates = first.doseAndRate or []
+    if rates and rates[0].doseRange is not None:
+        low, high = rates[0].doseRange.low, rates[0].doseRange.high
+        raw = f"{_quantity_raw(low) if low else '?'} to {_quantity_raw(high) if high else '?'}"
+        return Dose(raw=raw, problem="the dose is a range, not one dose")
     quantity = rates[0].doseQuantity if rates else None
     if quantity is None or quantity.value is None:
         return Dose(raw=text or "(no dose)", problem="the order has no dose quantity")
-    unit = (quantity.code or quantity.unit or "").strip()
+    raw = _quantity_raw(quantity)
+    if quantity.comparator:
+        return Dose(raw=raw, problem=f"the dose is not exact ('{quantity.comparator}')")
     value = float(quantity.value)
-    raw = f"{quantity.value} {quantity.unit or quantity.code or ''}".strip()
+    if value <= 0:
+        return Dose(raw=raw, problem="the dose is not a positive number")
+    unit = (quantity.code or quantity.unit or "").strip()
     if unit == "mg":
         return Dose(raw=raw, mg=value)
     if unit == "g":
         return Dose(raw=raw, mg=value * 1000)
-    if unit in ("mg/m2", "mg/m^2"):
+    if unit == "mg/m2":
         return Dose(raw=raw, mg_per_m2=value)
-    return Dose(raw=raw, problem=f"unknown dose unit '{unit}'")
+    return Dose(raw=raw, problem=f"unknown dose unit '{unit}'" if unit else "the dose has no unit")

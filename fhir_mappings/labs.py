@@ -1,97 +1,99 @@
 """The latest usable result per analyte, in one canonical unit.
 
 An unknown unit is not a number: the value becomes None with a reason, so
-the rules say "cannot verify" instead of guessing (codes.md, unit guard).
+the rules say "cannot verify" instead of guessing (codes.md, unit guard). The
+latest result wins even when it cannot be used: an older normal value must
+not stand in for a newer one we cannot read.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from .codes import ANALYTE_BY_LOINC, CODES, LOINC
+from .dates import period_time, to_utc
 from .facts import LabValue
+from .units import implausible, to_canonical, unit_of
 
-USABLE_STATUS = {"final", "amended", "corrected"}
-
-# UCUM code -> factor to the canonical unit, per canonical unit [codes.md].
-_FACTORS: dict[str, dict[str, float]] = {
-    "cells/mm3": {"10*3/uL": 1000, "10*3/mm3": 1000, "K/uL": 1000, "10*9/L": 1000,
-                  "/uL": 1, "/mm3": 1, "{cells}/uL": 1, "10*6/L": 1},
-    "U/L": {"U/L": 1, "IU/L": 1, "[IU]/L": 1},
-    "mg/dL": {"mg/dL": 1, "umol/L": 1 / 17.1},
-    "cm": {"cm": 1, "m": 100, "[in_i]": 2.54, "in": 2.54},
-    "kg": {"kg": 1, "g": 0.001, "[lb_av]": 0.45359237, "lb": 0.45359237},
-    "Cel": {"Cel": 1},
-}
-# A count above this, in cells/mm3, is a unit error (e.g. 3000 recorded in 10*3/uL) [codes.md].
-_IMPLAUSIBLE_COUNT = 1_000_000
-
-
-def _utc(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+USABLE_STATUS = frozenset({"final", "amended", "corrected"})
+# Results dated a little after "now" are the EHR's clock running ahead of ours,
+# not results from the future (a project judgment, not a clinical threshold).
+CLOCK_SKEW = timedelta(minutes=5)
+_OLDEST = datetime.min.replace(tzinfo=timezone.utc)
 
 
 def effective_time(obs: Any) -> datetime | None:
-    if obs.effectiveDateTime is not None:
-        return _utc(obs.effectiveDateTime)
-    period = obs.effectivePeriod
-    if period is not None and (period.end or period.start):
-        return _utc(period.end or period.start)
-    if getattr(obs, "effectiveInstant", None) is not None:
-        return _utc(obs.effectiveInstant)
-    return _utc(obs.issued)
+    """When the result applies: effectiveDateTime, effectivePeriod end (or start), effectiveInstant, then issued."""
+    return (
+        to_utc(obs.effectiveDateTime)
+        or period_time(obs.effectivePeriod)
+        or to_utc(getattr(obs, "effectiveInstant", None))
+        or to_utc(obs.issued)
+    )
 
 
-def convert(value: float, unit: str, canonical: str, analyte: str = "") -> float | None:
-    if analyte == "temperature" and unit in ("[degF]", "degF"):
-        return (value - 32) * 5 / 9
-    factor = _FACTORS[canonical].get(unit)
-    return None if factor is None else value * factor
-
-
-def loinc_of(obs: Any) -> str | None:
-    for coding in obs.code.coding or []:
+def loinc_of(obs: Any, wanted: Any = ANALYTE_BY_LOINC) -> str | None:
+    """The first LOINC code of the Observation that is in ``wanted`` (else the first LOINC code)."""
+    first = None
+    for coding in (obs.code.coding if obs.code else None) or []:
         if coding.system == LOINC and coding.code:
-            return coding.code
+            if coding.code in wanted:
+                return coding.code
+            first = first or coding.code
+    return first
+
+
+def _uln(obs: Any, canonical: str, value_unit: str) -> float | None:
+    """The lab's own upper limit of normal, converted; a range without a unit takes the value's."""
+    for reference in obs.referenceRange or []:
+        high = reference.high
+        if high is None or high.value is None:
+            continue
+        converted = to_canonical(float(high.value), unit_of(high) or value_unit, canonical)
+        if converted is not None:
+            return converted
     return None
 
 
-def _lab_value(obs: Any, analyte: str, code: str) -> LabValue:
+def lab_value(obs: Any, analyte: str, code: str) -> LabValue:
+    """One Observation as a LabValue of ``analyte`` (value None with a problem when unusable)."""
     spec = CODES["analytes"][analyte]
     canonical = spec["unit"]
-    quantity = obs.valueQuantity
     ref = f"Observation/{obs.id}" if obs.id else None
     when = effective_time(obs)
+    quantity = obs.valueQuantity
     if quantity is None or quantity.value is None:
-        return LabValue(analyte, None, canonical, when, "(no value)", code, ref, problem="no numeric value")
-    unit = (quantity.code or quantity.unit or "").strip()
-    raw = f"{quantity.value} {quantity.unit or quantity.code or ''}".strip()
-    value = convert(float(quantity.value), unit, canonical, analyte)
+        shown = obs.valueString or (obs.valueCodeableConcept.text if obs.valueCodeableConcept else None)
+        reason = "no numeric value"
+        if obs.dataAbsentReason is not None:
+            absent = obs.dataAbsentReason.text or next((c.code for c in obs.dataAbsentReason.coding or [] if c.code), None)
+            reason = f"no value ({absent})" if absent else reason
+        return LabValue(analyte, None, canonical, when, shown or "(no value)", code, ref, problem=reason)
+    unit = unit_of(quantity)
+    raw = f"{quantity.comparator or ''}{quantity.value} {quantity.unit or quantity.code or ''}".strip()
+    value = to_canonical(float(quantity.value), unit, canonical)
     if value is None:
         return LabValue(analyte, None, canonical, when, raw, code, ref, problem=f"unknown unit '{unit}'")
-    if canonical == "cells/mm3" and value > _IMPLAUSIBLE_COUNT:
-        return LabValue(analyte, None, canonical, when, raw, code, ref,
-                        problem=f"{raw} is not physiologically plausible; probably a unit error")
-    uln, defaulted = None, False
-    for rng in obs.referenceRange or []:
-        if rng.high is not None and rng.high.value is not None:
-            high_unit = (rng.high.code or rng.high.unit or unit).strip()
-            uln = convert(float(rng.high.value), high_unit, canonical, analyte)
-            if uln is not None:
-                break
+    doubt = implausible(value, canonical)
+    if doubt:
+        return LabValue(analyte, None, canonical, when, raw, code, ref, problem=f"{raw} is {doubt}")
+    uln = _uln(obs, canonical, unit)
+    defaulted = False
     if uln is None and "default_uln" in spec:
+        # Documented default when the lab sends no range [ixabepilone.md, Hepatic impairment; L §2.4].
         uln, defaulted = float(spec["default_uln"]), True
     return LabValue(analyte, value, canonical, when, raw, code, ref, uln=uln, uln_defaulted=defaulted)
 
 
 def latest_labs(observations: Iterable[Any], now: datetime) -> dict[str, LabValue]:
-    """Latest final/amended/corrected result per analyte (future-dated results ignored)."""
-    best: dict[str, tuple[datetime, Any, str]] = {}
-    floor = datetime.min.replace(tzinfo=timezone.utc)
+    """Latest final/amended/corrected result per analyte (facts.ANALYTES), in canonical units.
+
+    Ties on the effective time go to the most recently issued; results dated
+    more than CLOCK_SKEW after ``now`` are ignored; percent neutrophils
+    (770-8) and other codes not in codes.json are not read.
+    """
+    best: dict[str, tuple[tuple[datetime, datetime], Any, str]] = {}
+    horizon = now + CLOCK_SKEW
     for obs in observations:
         if obs.status not in USABLE_STATUS:
             continue
@@ -99,9 +101,10 @@ def latest_labs(observations: Iterable[Any], now: datetime) -> dict[str, LabValu
         analyte = ANALYTE_BY_LOINC.get(code or "")
         if analyte is None:
             continue
-        when = effective_time(obs) or floor
-        if when > now:
+        when = effective_time(obs) or _OLDEST
+        if when > horizon:
             continue
-        if analyte not in best or when > best[analyte][0]:
-            best[analyte] = (when, obs, code)
-    return {analyte: _lab_value(obs, analyte, code) for analyte, (_, obs, code) in best.items()}
+        key = (when, to_utc(obs.issued) or _OLDEST)
+        if analyte not in best or key > best[analyte][0]:
+            best[analyte] = (key, obs, code)
+    return {analyte: lab_value(obs, analyte, code) for analyte, (_, obs, code) in best.items()}

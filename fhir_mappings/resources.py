@@ -1,95 +1,267 @@
-"""Raw FHIR JSON to R4B models, one resource at a time.
+"""Raw FHIR R4 JSON to R4B models, one resource at a time.
 
 One bad resource must not sink the rest, and another patient's resource must
-never be mixed in: both are dropped and reported in words.
+never be mixed in: both are dropped and reported in one sentence each.
+
+Parsing (pydantic validation) is most of the cost of a large record, so
+resources the mappings never read are not parsed at all: Observations without
+a LOINC code of codes.json or with a status that is not final, Conditions,
+Procedures and Immunizations without one of our codes, finished orders. Given
+``now``, only the newest usable result per lab/vital analyte is parsed (older
+ones cannot change the facts). A malformed resource we would not have read
+is therefore not reported either: it cannot change a check.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
-Resource = Any
+from .codes import (
+    ANALYTE_BY_LOINC, CONDITION_SNOMED, CVX, ICD10CM, LIVE_VACCINE_CVX, LOINC, OBSERVATION_LOINC,
+    RADIOTHERAPY_SNOMED, SNOMED, cvx_key, icd10_kinds,
+)
+from .dates import parse_fhir_datetime
+from .labs import CLOCK_SKEW, USABLE_STATUS
+
+__all__ = ["Resource", "parse_resource", "parse_resources", "resources_from_bundle"]
+
+_ALL_CONDITION_SNOMED = frozenset().union(*CONDITION_SNOMED.values())
+# Orders and statements in these states can never be a current medication or a draft.
+_FINISHED_REQUEST = frozenset({"completed", "stopped", "cancelled", "entered-in-error"})
+_CURRENT_STATEMENT = frozenset({"active", "intended"})
+_OLDEST = datetime.min.replace(tzinfo=timezone.utc)
+_MAX_PROBLEM = 200
 
 
-def resources_from_bundle(bundle: Mapping[str, Any]) -> list[Any]:
-    """The resources of a Bundle's entries; search-outcome entries are skipped."""
-    entries = bundle.get("entry") if isinstance(bundle, Mapping) else None
+def resources_from_bundle(bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The resource dicts of a Bundle's entries (no ``entry``, entries without a resource: skipped)."""
+    if not isinstance(bundle, Mapping):
+        return []
+    entries = bundle.get("entry")
     if not isinstance(entries, list):
         return []
-    out = []
-    for entry in entries:
-        if not isinstance(entry, Mapping):
-            continue
-        search = entry.get("search")
-        if isinstance(search, Mapping) and search.get("mode") == "outcome":
-            continue
-        if "resource" in entry:
-            out.append(entry["resource"])
-    return out
+    return [e["resource"] for e in entries if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)]
 
 
 def _label(raw: Mapping[str, Any]) -> str:
     rtype = raw.get("resourceType")
     rid = raw.get("id")
-    return f"{rtype if isinstance(rtype, str) else 'resource'}/{rid if isinstance(rid, str) else '(no id)'}"
+    rtype = rtype if isinstance(rtype, str) and rtype.isalnum() and len(rtype) < 60 else "resource"
+    rid = rid if isinstance(rid, str) and len(rid) <= 64 else "(no id)"
+    return f"{rtype}/{rid}"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def parse_resource(raw: Any) -> tuple[Resource | None, str | None]:
+    """One R4 JSON resource as its R4B model, or None and one sentence saying what was wrong."""
     if not isinstance(raw, Mapping):
-        return None, "a prefetch entry is not a JSON object"
+        return None, f"an entry is not a FHIR resource (a JSON {type(raw).__name__}, not an object)"
+    label = _label(raw)
     rtype = raw.get("resourceType")
     if not isinstance(rtype, str):
-        return None, f"{_label(raw)}: no resourceType"
+        return None, f"{label} has no resourceType."
     try:
         model = get_fhir_model_class(rtype)
     except KeyError:
-        return None, f"{_label(raw)}: unknown resource type"
+        return None, f"{label}: '{_short(rtype, 40)}' is not a FHIR R4 resource type."
     try:
         return model.model_validate(dict(raw)), None
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return None, f"{_label(raw)}: not valid FHIR R4 ({where}: {first.get('msg', 'invalid')[:80]})"
-    except (ValueError, TypeError, RecursionError):
-        return None, f"{_label(raw)}: not valid FHIR R4"
+        errors = error.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "__root__") or "resource"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return None, f"{label} is not valid FHIR R4: {_short(where, 60)}: {_short(first.get('msg', 'invalid'))}{more}."
+    except (ValueError, TypeError, RecursionError) as error:
+        return None, f"{label} is not valid FHIR R4: {_short(type(error).__name__)}."
 
 
-def _patient_ref(resource: Resource) -> str | None:
-    for attr in ("subject", "patient"):
-        ref = getattr(resource, attr, None)
-        if ref is not None and getattr(ref, "reference", None):
-            return ref.reference
+def _reference(raw: Mapping[str, Any]) -> str | None:
+    for key in ("subject", "patient"):
+        value = raw.get(key)
+        if isinstance(value, Mapping) and isinstance(value.get("reference"), str):
+            return value["reference"]
     return None
 
 
-def parse_resources(raws: Iterable[Any], patient_id: str) -> tuple[list[Resource], list[str]]:
-    parsed: list[Resource] = []
-    problems: list[str] = []
-    seen: set[str] = set()
-    own = {f"Patient/{patient_id}", patient_id}
-    for raw in raws:
+def _names_other_subject(reference: str, patient_id: str) -> str | None:
+    """What the reference names when it is not our patient, else None.
+
+    "Patient/p1", ".../fhir/Patient/p1" and "Patient/p1/_history/2" are our
+    patient; contained ("#x") and urn:uuid references cannot be resolved here
+    and are kept.
+    """
+    if reference.startswith("#") or reference.startswith("urn:"):
+        return None
+    parts = reference.split("/_history/")[0].rstrip("/").split("/")
+    if len(parts) < 2:
+        return None
+    rtype, rid = parts[-2], parts[-1]
+    if rtype == "Patient" and rid == patient_id:
+        return None
+    return f"{rtype}/{rid}"
+
+
+def _codings(concept: Any) -> list[Mapping[str, Any]]:
+    if not isinstance(concept, Mapping) or not isinstance(concept.get("coding"), list):
+        return []
+    return [c for c in concept["coding"] if isinstance(c, Mapping) and isinstance(c.get("code"), str)]
+
+
+def _codes(concept: Any, system: str) -> list[str]:
+    return [c["code"] for c in _codings(concept) if c.get("system") == system]
+
+
+def _raw_time(raw: Mapping[str, Any]) -> datetime | None:
+    """labs.effective_time on the raw dict (same precedence)."""
+    for key in ("effectiveDateTime",):
+        if isinstance(raw.get(key), str):
+            return parse_fhir_datetime(raw[key])
+    period = raw.get("effectivePeriod")
+    if isinstance(period, Mapping):
+        for key in ("end", "start"):
+            if isinstance(period.get(key), str):
+                return parse_fhir_datetime(period[key])
+    for key in ("effectiveInstant", "issued"):
+        if isinstance(raw.get(key), str):
+            return parse_fhir_datetime(raw[key])
+    return None
+
+
+def _lab_analyte(raw: Mapping[str, Any]) -> str | None:
+    for code in _codes(raw.get("code"), LOINC):
+        if code in ANALYTE_BY_LOINC:
+            return ANALYTE_BY_LOINC[code]
+    return None
+
+
+def _wanted(raw: Mapping[str, Any]) -> bool:
+    """Could the mappings read this resource at all? Decided on the raw JSON, before parsing."""
+    rtype = raw.get("resourceType")
+    if rtype == "Observation":
+        return raw.get("status") in USABLE_STATUS and any(
+            c in OBSERVATION_LOINC for c in _codes(raw.get("code"), LOINC))
+    if rtype == "Condition":
+        code = raw.get("code")
+        return any(c in _ALL_CONDITION_SNOMED for c in _codes(code, SNOMED)) or any(
+            icd10_kinds(c) for c in _codes(code, ICD10CM))
+    if rtype == "Procedure":
+        return any(c in RADIOTHERAPY_SNOMED for c in _codes(raw.get("code"), SNOMED))
+    if rtype == "Immunization":
+        return any(cvx_key(c) in LIVE_VACCINE_CVX for c in _codes(raw.get("vaccineCode"), CVX))
+    if rtype == "MedicationRequest":
+        return raw.get("status") not in _FINISHED_REQUEST
+    if rtype == "MedicationStatement":
+        return raw.get("status") in _CURRENT_STATEMENT
+    return True
+
+
+def _outcome_problem(raw: Mapping[str, Any]) -> str | None:
+    """An OperationOutcome in the data as one sentence, unless it is only informational."""
+    issues = [i for i in raw.get("issue") or [] if isinstance(i, Mapping)]
+    serious = [i for i in issues if i.get("severity") in ("fatal", "error", "warning")]
+    if issues and not serious:
+        return None
+    texts = []
+    for issue in serious or issues:
+        details = issue.get("details") if isinstance(issue.get("details"), Mapping) else {}
+        text = issue.get("diagnostics") or details.get("text") or issue.get("code") or "no details"
+        texts.append(_short(str(text), 120))
+    return _short(f"The EHR returned an OperationOutcome instead of data: {'; '.join(texts) or 'no details'}.", _MAX_PROBLEM)
+
+
+class _Parser:
+    """Parses raw resources for one patient, collecting the parsed models and the problems."""
+
+    def __init__(self, patient_id: str) -> None:
+        self.patient_id = patient_id
+        self.parsed: list[Resource] = []
+        self.problems: list[str] = []
+
+    def take(self, raw: Mapping[str, Any]) -> bool:
+        """Parse and keep ``raw`` when it is valid and about our patient; True when kept."""
+        label = _label(raw)
+        if raw.get("resourceType") == "Patient":
+            if isinstance(raw.get("id"), str) and raw["id"] != self.patient_id:
+                self.problems.append(f"{label} was left out: it is another patient, not the patient in context.")
+                return False
+            other = None
+        else:
+            reference = _reference(raw)
+            other = _names_other_subject(reference, self.patient_id) if reference else None
+        if other:
+            whose = "another patient" if other.startswith("Patient/") else "something other than the patient in context"
+            self.problems.append(f"{label} was left out: it belongs to {whose} ({_short(other, 80)}).")
+            return False
         resource, problem = parse_resource(raw)
         if resource is None:
-            problems.append(problem or "unreadable resource")
+            self.problems.append(problem or f"{label} could not be read.")
+            return False
+        self.parsed.append(resource)
+        return True
+
+
+def parse_resources(
+    raws: Iterable[Any], patient_id: str, now: datetime | None = None
+) -> tuple[list[Resource], list[str]]:
+    """Parse each resource on its own; (parsed resources, one problem sentence per resource left out).
+
+    The same ``Type/id`` twice counts once (the first copy); a resource whose
+    subject/patient names another patient is dropped and reported; an
+    OperationOutcome is reported with its diagnostics, never parsed as data.
+    With ``now``, lab and vital results older than the newest usable one per
+    analyte (not after ``now``) are skipped unparsed.
+    """
+    parser = _Parser(patient_id)
+    seen: set[str] = set()
+    labs: dict[str, list[tuple[tuple[datetime, datetime], int, Mapping[str, Any]]]] = {}
+    for position, raw in enumerate(raws):
+        if not isinstance(raw, Mapping):
+            _, problem = parse_resource(raw)
+            parser.problems.append(problem or "an entry is not a FHIR resource.")
             continue
-        rtype = resource.get_resource_type()
-        key = f"{rtype}/{resource.id}" if resource.id else None
-        if key and key in seen:
-            continue
+        rtype, rid = raw.get("resourceType"), raw.get("id")
         if rtype == "OperationOutcome":
-            text = "; ".join(i.diagnostics or i.code for i in resource.issue or [])
-            problems.append(f"the EHR reported a problem: {text[:200]}")
+            problem = _outcome_problem(raw)
+            if problem:
+                parser.problems.append(problem)
             continue
-        if rtype == "Patient" and resource.id and resource.id != patient_id:
-            problems.append(f"{key} ignored: not the patient in context")
-            continue
-        ref = _patient_ref(resource)
-        if ref is not None and not any(ref == o or ref.endswith("/" + f"Patient/{patient_id}") for o in own):
-            problems.append(f"{key or rtype} ignored: it belongs to another patient")
-            continue
-        if key:
+        if isinstance(rtype, str) and isinstance(rid, str):
+            key = f"{rtype}/{rid}"
+            if key in seen:
+                continue
             seen.add(key)
-        parsed.append(resource)
-    return parsed, problems
+        if not _wanted(raw):
+            continue
+        analyte = _lab_analyte(raw) if now is not None and rtype == "Observation" else None
+        if analyte is None:
+            parser.take(raw)
+            continue
+        when = _raw_time(raw) or _OLDEST
+        issued = parse_fhir_datetime(raw["issued"]) if isinstance(raw.get("issued"), str) else None
+        labs.setdefault(analyte, []).append(((when, issued or _OLDEST), position, raw))
+    if now is not None:
+        horizon = now + CLOCK_SKEW
+        for candidates in labs.values():
+            _take_newest(parser, candidates, horizon)
+    return parser.parsed, parser.problems
+
+
+def _take_newest(parser: _Parser, candidates: list[tuple[tuple[datetime, datetime], int, Mapping[str, Any]]],
+                 horizon: datetime) -> None:
+    """Parse results newest first until one is kept at or before ``horizon`` (and its exact ties)."""
+    candidates.sort(key=lambda c: (c[0], -c[1]), reverse=True)
+    kept_key = None
+    for key, _, raw in candidates:
+        if kept_key is not None and key != kept_key:
+            break
+        if parser.take(raw) and key[0] <= horizon:
+            kept_key = kept_key or key

@@ -1,0 +1,46 @@
+"""FHIR date and dateTime values as timezone-aware UTC datetimes.
+
+fhir.resources hands back ``datetime``/``date`` objects for full values but
+plain strings for partial ones ("2026", "2026-11"); every comparison in the
+mappings needs one kind of value, in UTC.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+
+def to_utc(value: Any) -> datetime | None:
+    """A datetime in UTC; a date or partial date is taken as its first moment (UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    if isinstance(value, str):
+        return parse_fhir_datetime(value)
+    return None
+
+
+def parse_fhir_datetime(text: str) -> datetime | None:
+    """A FHIR date/dateTime/instant string in UTC, or None when it is not one."""
+    text = text.strip()
+    try:
+        if len(text) == 4 and text.isdigit():
+            return datetime(int(text), 1, 1, tzinfo=timezone.utc)
+        if len(text) == 7 and text[4] == "-":
+            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=timezone.utc)
+        if len(text) == 10:
+            return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def period_time(period: Any) -> datetime | None:
+    """A Period's end, else its start."""
+    if period is None:
+        return None
+    return to_utc(period.end) or to_utc(period.start)
