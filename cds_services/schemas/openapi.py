@@ -160,7 +160,7 @@ def _service_paths() -> dict[str, Any]:
         "name": "id",
         "in": "path",
         "required": True,
-        "description": "Any id that is not one of our services.",
+        "description": "Any id that is not one of our services (those have their own paths above).",
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$", "not": {"enum": list(SERVICES)}},
     }
     for suffix, what in (("", "service call"), ("/feedback", "feedback")):
@@ -172,7 +172,9 @@ def _service_paths() -> dict[str, Any]:
                 "security": security,
                 "parameters": [unknown_id],
                 "requestBody": {"required": False, "content": {"application/json": {"schema": {}}}},
-                "responses": _errors(401, 404, 500),
+                # 404 is the answer for the ids this operation is for; a fuzzer that
+                # sends one of our own ids here on purpose gets that service's errors.
+                "responses": _errors(400, 401, 404, 412, 413, 415, 422, 500),
             }
         }
     return paths

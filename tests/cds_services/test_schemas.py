@@ -185,6 +185,8 @@ INVALID = {
     "appContext-on-absolute-link": ("service_response", RESPONSE, _set([*C0, "links", 0, "appContext"], "{}"), ("not", "/cards/0/links/0")),
     "systemActions-empty": ("service_response", RESPONSE, _set(["systemActions"], []), ("minItems", "/systemActions")),
     "extension-empty": ("service_response", RESPONSE, _set([*C0, "extension"], {}), ("minProperties", "/cards/0/extension")),
+    "extension-null-member": ("service_response", RESPONSE, _set([*C0, "extension"], {"org.example.x": None}), ("not", "/cards/0/extension/org.example.x")),
+    "extension-unnamed-member": ("feedback_request", "feedback_overridden.json", _set(["extension"], {"": 1}), ("minLength", "/extension")),
     # discovery
     "service-description-missing": ("discovery_response", "discovery_response.json", _delete(["services", 0, "description"]), ("required", "/services/0")),
     "service-id-missing": ("discovery_response", "discovery_response.json", _delete(["services", 0, "id"]), ("required", "/services/0")),
