@@ -123,6 +123,14 @@ def feedback(service_id: str) -> ResponseReturnValue:
     return jsonify({"stored": len(items)})
 
 
+@bp.get("/openapi.json")
+def openapi() -> ResponseReturnValue:
+    """The OpenAPI 3.1 description of this service, built from the CDS Hooks schemas."""
+    from .schemas import load_schema
+
+    return jsonify(load_schema("openapi"))
+
+
 @bp.get("/healthz")
 def health() -> ResponseReturnValue:
     cds = runtime()

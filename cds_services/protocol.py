@@ -6,6 +6,7 @@ an integrator can fix the call from the error alone.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -58,6 +59,9 @@ def _check_depth(value: Any, max_depth: int) -> None:
         stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatype "id"
+
+
 @dataclass(frozen=True)
 class HookRequest:
     hook: str
@@ -107,6 +111,10 @@ def parse_hook_request(body: Any, service: Service) -> HookRequest:
         raise BadRequest("context is required and must be an object", expression=["context"])
     user_id = _require_string(context, "userId", "context.")
     patient_id = _require_string(context, "patientId", "context.")
+    if not FHIR_ID.fullmatch(patient_id):
+        # The id is placed into FHIR query URLs: only a FHIR id may go there.
+        raise BadRequest("context.patientId must be a FHIR id (letters, digits, '-', '.'; at most 64)",
+                         expression=["context.patientId"])
     encounter_id = _optional_string(context, "encounterId", "context.")
 
     draft_orders = context.get("draftOrders")

@@ -70,7 +70,7 @@ def parse_resource(raw: Any) -> tuple[Resource | None, str | None]:
         return None, f"{label} has no resourceType."
     try:
         model = get_fhir_model_class(rtype)
-    except KeyError:
+    except (KeyError, ValueError):  # fhir.resources raises ValueError for unknown types
         return None, f"{label}: '{_short(rtype, 40)}' is not a FHIR R4 resource type."
     try:
         return model.model_validate(dict(raw)), None

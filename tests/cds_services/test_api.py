@@ -272,3 +272,26 @@ def test_json_depth_limit_at_its_threshold(client, sample_request, depth, status
     body["context"]["x"] = nested
     response = post(client, SIGN, body)
     assert response.status_code == status, response.get_json()
+
+
+@pytest.mark.parametrize("patient_id", ["pt&x=1", "a/b", "x" * 65])
+def test_patient_id_that_is_not_a_fhir_id_is_400(client, sample_request, patient_id):
+    """Regression (schemathesis): the id goes into FHIR query URLs."""
+    body = copy.deepcopy(sample_request)
+    body["context"]["patientId"] = patient_id
+    assert_outcome(post(client, SIGN, body), 400, "must be a FHIR id")
+
+
+def test_draft_order_of_an_unknown_resource_type_is_not_a_500(client, sample_request):
+    """Regression (schemathesis): an unknown resourceType made the parser raise."""
+    body = copy.deepcopy(sample_request)
+    body["context"]["draftOrders"]["entry"].append({"resource": {"resourceType": "AA", "id": "x"}})
+    response = post(client, SIGN, body)
+    assert response.status_code == 200
+    assert "check-unavailable" in rule_codes(response.get_json())
+
+
+def test_openapi_document_is_served(client):
+    document = client.get("/openapi.json").get_json()
+    assert document["openapi"].startswith("3.1")
+    assert "/cds-services" in document["paths"]
