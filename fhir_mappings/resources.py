@@ -79,7 +79,7 @@ def parse_resource(raw: Any) -> tuple[Resource | None, str | None]:
         first = errors[0] if errors else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "__root__") or "resource"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        return None, f"{label} is not valid FHIR R4: {_short(where, 60)}: {_short(first.get('msg', 'invalid'))}{more}."
+        return None, f"{label} is not valid FHIR R4: {_short(where, 60)}: {_short(first.get('msg', 'invalid')).rstrip('.')}{more}."
     except (ValueError, TypeError, RecursionError) as error:
         return None, f"{label} is not valid FHIR R4: {_short(type(error).__name__)}."
 
@@ -143,6 +143,10 @@ def _lab_analyte(raw: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _names_medication(raw: Mapping[str, Any]) -> bool:
+    return bool(raw.get("medicationCodeableConcept") or raw.get("medicationReference"))
+
+
 def _wanted(raw: Mapping[str, Any]) -> bool:
     """Could the mappings read this resource at all? Decided on the raw JSON, before parsing."""
     rtype = raw.get("resourceType")
@@ -158,9 +162,10 @@ def _wanted(raw: Mapping[str, Any]) -> bool:
     if rtype == "Immunization":
         return any(cvx_key(c) in LIVE_VACCINE_CVX for c in _codes(raw.get("vaccineCode"), CVX))
     if rtype == "MedicationRequest":
-        return raw.get("status") not in _FINISHED_REQUEST
+        # An order naming no medication (medication[x] is required) has nothing to check: skipped, not an error.
+        return raw.get("status") not in _FINISHED_REQUEST and _names_medication(raw)
     if rtype == "MedicationStatement":
-        return raw.get("status") in _CURRENT_STATEMENT
+        return raw.get("status") in _CURRENT_STATEMENT and _names_medication(raw)
     return True
 
 

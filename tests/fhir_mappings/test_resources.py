@@ -1,0 +1,106 @@
+"""Parsing: one bad resource does not sink the rest; no other patient's data; duplicates once."""
+from __future__ import annotations
+
+import pytest
+
+from fhir_mappings.resources import parse_resource, parse_resources, resources_from_bundle
+from tests.fhir_mappings.fhirdata import NOW, PATIENT, observation, raw
+
+
+def test_resources_from_bundle_tolerates_missing_parts():
+    assert resources_from_bundle({"resourceType": "Bundle"}) == []
+    assert resources_from_bundle({"entry": [{"fullUrl": "x"}, {"resource": {"resourceType": "Patient", "id": "a"}}, "junk"]}) == [
+        {"resourceType": "Patient", "id": "a"}]
+    bundle = raw("medicationrequest-prefetched-medication.json")
+    assert [r["id"] for r in resources_from_bundle(bundle)] == ["mr-keto", "med-keto"]
+
+
+def test_parse_resource_reads_r4_json_with_the_r4b_models():
+    resource, problem = parse_resource(raw("observation-platelets-80.json"))
+    assert problem is None and resource.get_resource_type() == "Observation" and resource.id == "plt-1"
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    ({**observation("777-3", 80, "10*3/uL", oid="bad"), "foo": 1}, ["Observation/bad", "foo"]),
+    ({**observation("777-3", 80, "10*3/uL", oid="bad"), "effectiveDateTime": "yesterday"}, ["Observation/bad", "effectiveDateTime"]),
+    ({"resourceType": "Nonsense", "id": "n1"}, ["Nonsense/n1", "not a FHIR R4 resource type"]),
+    ({"id": "x"}, ["no resourceType"]),
+    ("a string", ["not a FHIR resource"]),
+])
+def test_unparseable_resource_gets_one_short_sentence(data, words):
+    resource, problem = parse_resource(data)
+    assert resource is None
+    assert all(w in problem for w in words) and len(problem) < 250 and "Traceback" not in problem
+
+
+def test_problem_does_not_echo_a_huge_input():
+    huge = {**observation("777-3", 80, "10*3/uL", oid="big"), "effectiveDateTime": "x" * 100_000}
+    _, problem = parse_resource(huge)
+    assert len(problem) < 250
+
+
+def test_one_bad_resource_does_not_sink_the_rest():
+    good = observation("777-3", 80, "10*3/uL", oid="good")
+    bad = {**observation("751-8", 1.2, "10*3/uL", oid="bad"), "foo": 1}
+    parsed, problems = parse_resources([bad, good], PATIENT)
+    assert [r.id for r in parsed] == ["good"]
+    assert len(problems) == 1 and problems[0].startswith("Observation/bad")
+
+
+@pytest.mark.parametrize("reference", ["Patient/someone-else", "https://ehr.example.org/fhir/Patient/someone-else"])
+def test_another_patients_resource_is_dropped_and_reported(reference):
+    other = {**observation("777-3", 20, "10*3/uL", oid="theirs"), "subject": {"reference": reference}}
+    mine = observation("777-3", 250, "10*3/uL", oid="mine")
+    parsed, problems = parse_resources([other, mine], PATIENT)
+    assert [r.id for r in parsed] == ["mine"]
+    assert "Observation/theirs" in problems[0] and "another patient" in problems[0]
+
+
+@pytest.mark.parametrize("reference", [f"Patient/{PATIENT}", f"https://ehr.example.org/fhir/Patient/{PATIENT}",
+                                       f"Patient/{PATIENT}/_history/3"])
+def test_own_patient_reference_forms_are_kept(reference):
+    mine = {**observation("777-3", 250, "10*3/uL"), "subject": {"reference": reference}}
+    parsed, problems = parse_resources([mine], PATIENT)
+    assert len(parsed) == 1 and problems == []
+
+
+def test_another_patient_resource_and_allergy_patient_field():
+    allergy = raw("allergy-cremophor.json")
+    allergy["patient"] = {"reference": "Patient/pat-2"}
+    patient = {"resourceType": "Patient", "id": "pat-2"}
+    parsed, problems = parse_resources([allergy, patient], PATIENT)
+    assert parsed == [] and len(problems) == 2
+
+
+def test_duplicate_resource_counts_once():
+    plt = raw("observation-platelets-80.json")
+    parsed, problems = parse_resources([plt, dict(plt), raw("observation-platelets-80.json")], PATIENT)
+    assert len(parsed) == 1 and problems == []
+
+
+def test_operation_outcome_is_reported_not_parsed_as_data():
+    parsed, problems = parse_resources([raw("operationoutcome.json"), raw("observation-platelets-80.json")], PATIENT)
+    assert [r.get_resource_type() for r in parsed] == ["Observation"]
+    assert len(problems) == 1 and "Search parameter 'code' is not supported" in problems[0]
+
+
+def test_informational_operation_outcome_is_not_a_problem():
+    info = {"resourceType": "OperationOutcome", "issue": [{"severity": "information", "code": "informational",
+                                                           "diagnostics": "3 results"}]}
+    assert parse_resources([info], PATIENT) == ([], [])
+
+
+def test_resources_the_checks_never_read_are_not_parsed_or_reported():
+    glucose = {**observation("2345-7", 5.4, "mmol/L", oid="glu"), "foo": "bad but irrelevant"}
+    stopped = {"resourceType": "MedicationRequest", "id": "old", "status": "stopped", "intent": "order", "junk": 1}
+    parsed, problems = parse_resources([glucose, stopped], PATIENT)
+    assert parsed == [] and problems == []
+
+
+def test_with_now_only_the_newest_usable_result_per_analyte_is_parsed():
+    history = [observation("777-3", 200 + i, "10*3/uL", oid=f"p{i}", when=f"2026-11-{i + 1:02d}T08:00:00Z") for i in range(20)]
+    future = observation("777-3", 10, "10*3/uL", oid="future", when="2026-12-01T08:00:00Z")
+    broken_newest = {**observation("777-3", 5, "10*3/uL", oid="broken", when="2026-11-24T09:00:00Z"), "foo": 1}
+    parsed, problems = parse_resources([*history, future, broken_newest], PATIENT, now=NOW)
+    assert {r.id for r in parsed} == {"future", "p19"}
+    assert len(problems) == 1 and "Observation/broken" in problems[0]

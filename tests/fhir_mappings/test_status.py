@@ -1,0 +1,178 @@
+"""Statuses: pregnancy (with clearing), breastfeeding, conditions, allergies, radiotherapy, live vaccines."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from fhir_mappings.status import (
+    allergies, condition_evidence, current, live_vaccines, radiotherapy, reproductive_observations,
+)
+from tests.fhir_mappings.fhirdata import NOW, PATIENT, fixture, model, raw
+
+SNOMED = "http://snomed.info/sct"
+ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
+
+
+def condition(system, code, *, clinical="active", verification="confirmed", onset="2025-01-10", cid="c1"):
+    data = {"resourceType": "Condition", "id": cid, "subject": {"reference": f"Patient/{PATIENT}"},
+            "code": {"coding": [{"system": system, "code": code}]}, "onsetDateTime": onset}
+    if clinical:
+        data["clinicalStatus"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": clinical}]}
+    if verification:
+        data["verificationStatus"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": verification}]}
+    return model(data)
+
+
+def kinds(*conditions):
+    return {k for k, found in condition_evidence(conditions).items() if found}
+
+
+@pytest.mark.parametrize(("system", "code", "kind"), [
+    (SNOMED, "77386006", "pregnancy"), (ICD10, "Z33.1", "pregnancy"), (ICD10, "O09.523", "pregnancy"), (ICD10, "O9A.111", "pregnancy"),
+    (SNOMED, "169750002", "breastfeeding"), (ICD10, "Z39.1", "breastfeeding"),
+    (SNOMED, "19943007", "liver_disease"), (ICD10, "K70.30", "liver_disease"), (ICD10, "K77", "liver_disease"),
+    (SNOMED, "27503000", "gilbert_syndrome"), (ICD10, "E80.4", "gilbert_syndrome"),
+    (SNOMED, "44054006", "diabetes"), (ICD10, "E11.9", "diabetes"), (ICD10, "E08.00", "diabetes"), (ICD10, "E13.9", "diabetes"),
+    (SNOMED, "302226006", "neuropathy"), (ICD10, "G62.0", "neuropathy"), (ICD10, "G64", "neuropathy"),
+])
+def test_condition_codes_by_kind(system, code, kind):
+    assert kinds(condition(system, code)) == {kind}
+
+
+@pytest.mark.parametrize("code", ["K69.9", "K78", "E07.9", "E14", "G59", "G65.0", "Z33.2", "O90.89", "I10"])
+def test_codes_just_outside_the_ranges_match_nothing(code):
+    assert kinds(condition(ICD10, code)) == set()
+
+
+@pytest.mark.parametrize(("clinical", "verification", "counted"), [
+    ("active", "confirmed", True), ("recurrence", "confirmed", True), ("relapse", None, True),
+    ("resolved", "confirmed", False), ("inactive", "confirmed", False), ("remission", "confirmed", False),
+    ("active", "refuted", False), ("active", "entered-in-error", False), (None, "confirmed", False),
+])
+def test_only_active_not_refuted_conditions(clinical, verification, counted):
+    assert bool(kinds(condition(SNOMED, "44054006", clinical=clinical, verification=verification))) is counted
+
+
+def pregnancy_status(answer, when, oid):
+    return model({"resourceType": "Observation", "id": oid, "status": "final",
+                  "code": {"coding": [{"system": "http://loinc.org", "code": "82810-3"}]},
+                  "subject": {"reference": f"Patient/{PATIENT}"}, "effectiveDateTime": when,
+                  "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": answer}]}})
+
+
+def hcg(when, *, answer=None, value=None, unit="m[IU]/mL", loinc="2106-3", oid="hcg"):
+    data = {"resourceType": "Observation", "id": oid, "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
+            "subject": {"reference": f"Patient/{PATIENT}"}, "effectiveDateTime": when}
+    if answer:
+        data["valueCodeableConcept"] = {"coding": [{"system": SNOMED, "code": answer}]}
+    if value is not None:
+        data["valueQuantity"] = {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
+    return model(data)
+
+
+def pregnancy(conditions=(), observations=()):
+    found, _, verdicts, _ = reproductive_observations(observations, NOW)
+    return current(condition_evidence(conditions)["pregnancy"] + found, verdicts)
+
+
+def test_not_pregnant_status_newer_than_pregnancy_condition_clears_it():
+    preg = fixture("condition-pregnancy.json")
+    not_pregnant = fixture("observation-not-pregnant.json")
+    assert [e.ref for e in pregnancy([preg])] == ["Condition/preg-1"]
+    assert pregnancy([preg], [not_pregnant]) == ()
+
+
+def test_older_not_pregnant_does_not_clear_a_newer_pregnant_status():
+    older_negative = pregnancy_status("60001007", "2026-10-01T00:00:00Z", "a")
+    newer_positive = pregnancy_status("77386006", "2026-11-20T00:00:00Z", "b")
+    assert [e.ref for e in pregnancy([], [older_negative, newer_positive])] == ["Observation/b"]
+
+
+def test_negative_hcg_newer_clears_older_pregnant_status():
+    positive = pregnancy_status("LA15173-0", "2026-11-01T00:00:00Z", "a")
+    negative = hcg("2026-11-24T08:00:00Z", answer="260385009")
+    assert pregnancy([], [positive, negative]) == ()
+
+
+@pytest.mark.parametrize(("when", "counted"), [
+    ("2026-11-18T15:00:00Z", True),   # exactly 7 days before NOW
+    ("2026-11-18T14:59:00Z", False),  # just over 7 days [ixabepilone.md, Lab freshness]
+    ("2026-11-24T08:00:00Z", True),
+])
+def test_positive_hcg_counts_within_seven_days(when, counted):
+    assert bool(pregnancy([], [hcg(when, answer="10828004")])) is counted
+
+
+@pytest.mark.parametrize(("value", "positive"), [(24, False), (25, False), (26, True)])
+def test_quantitative_hcg_threshold_25_miu_per_ml(value, positive):
+    # codes.md: > 25 mIU/mL (threshold marked *verify*).
+    assert bool(pregnancy([], [hcg("2026-11-24T08:00:00Z", value=value, loinc="2118-8")])) is positive
+
+
+def test_undated_active_pregnancy_condition_is_not_cleared():
+    preg = model({**raw("condition-pregnancy.json"), "onsetDateTime": None})
+    assert len(pregnancy([preg], [fixture("observation-not-pregnant.json")])) == 1
+
+
+def test_breastfeeding_observation_and_newer_not_breastfeeding():
+    def status(answer, when, oid):
+        return model({"resourceType": "Observation", "id": oid, "status": "final",
+                      "code": {"coding": [{"system": "http://loinc.org", "code": "63895-7"}]},
+                      "subject": {"reference": f"Patient/{PATIENT}"}, "effectiveDateTime": when,
+                      "valueCodeableConcept": {"coding": [{"system": "http://loinc.org", "code": answer}]}})
+    feeding = status("LA29252-6", "2026-11-20T00:00:00Z", "a")
+    _, found, _, verdicts = reproductive_observations([feeding], NOW)
+    assert [e.ref for e in current(found, verdicts)] == ["Observation/a"]
+    _, found, _, verdicts = reproductive_observations([feeding, status("LA29253-4", "2026-11-24T00:00:00Z", "b")], NOW)
+    assert current(found, verdicts) == ()
+
+
+def test_cremophor_allergy_by_text():
+    (allergy,) = allergies([fixture("allergy-cremophor.json")])
+    assert allergy.substances == {"cremophor"} and allergy.criticality == "high"
+    assert allergy.ref == "AllergyIntolerance/alg-1" and allergy.display.startswith("Cremophor EL")
+
+
+def test_paclitaxel_allergy_by_rxnorm_and_reaction_substance():
+    data = {**raw("allergy-cremophor.json"), "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                                   "code": "56946", "display": "paclitaxel"}]}}
+    assert allergies([model(data)])[0].substances == {"paclitaxel"}
+    data = {**raw("allergy-cremophor.json"), "code": {"text": "chemotherapy diluent"}}
+    data["reaction"][0]["substance"] = {"text": "Kolliphor EL"}
+    assert allergies([model(data)])[0].substances == {"cremophor"}
+
+
+@pytest.mark.parametrize(("field", "code"), [
+    ("verificationStatus", "entered-in-error"), ("verificationStatus", "refuted"), ("clinicalStatus", "inactive"),
+    ("clinicalStatus", "resolved"),
+])
+def test_allergies_not_current_are_skipped(field, code):
+    data = raw("allergy-cremophor.json")
+    data[field]["coding"][0]["code"] = code
+    assert allergies([model(data)]) == []
+
+
+def test_radiotherapy_with_its_date_and_status():
+    (evidence,) = radiotherapy([fixture("procedure-radiotherapy.json")], NOW)
+    assert evidence.date == datetime(2026, 10, 26, tzinfo=timezone.utc) and evidence.code == "1287742003"
+    assert radiotherapy([model({**raw("procedure-radiotherapy.json"), "status": "not-done"})], NOW) == []
+    ongoing = model({**raw("procedure-radiotherapy.json"), "status": "in-progress", "performedPeriod": {"start": "2026-11-20"}})
+    assert radiotherapy([ongoing], NOW)[0].date == NOW
+    legacy = raw("procedure-radiotherapy.json")
+    legacy["code"]["coding"][0]["code"] = "108290001"
+    assert len(radiotherapy([model(legacy)], NOW)) == 1
+
+
+@pytest.mark.parametrize(("cvx", "live"), [("03", True), ("3", True), ("21", True), ("121", True), ("150", False), ("141", False)])
+def test_live_vaccines_by_cvx(cvx, live):
+    data = raw("immunization-mmr.json")
+    data["vaccineCode"]["coding"][0]["code"] = cvx
+    assert bool(live_vaccines([model(data)])) is live
+
+
+def test_live_vaccine_date_and_not_done_skipped():
+    (evidence,) = live_vaccines([fixture("immunization-mmr.json")])
+    assert evidence.date == datetime(2026, 11, 15, 10, tzinfo=timezone.utc) and evidence.code == "03"
+    assert live_vaccines([model({**raw("immunization-mmr.json"), "status": "not-done"})]) == []
