@@ -104,3 +104,19 @@ def test_with_now_only_the_newest_usable_result_per_analyte_is_parsed():
     parsed, problems = parse_resources([*history, future, broken_newest], PATIENT, now=NOW)
     assert {r.id for r in parsed} == {"future", "p19"}
     assert len(problems) == 1 and "Observation/broken" in problems[0]
+
+
+def test_pruning_by_now_gives_the_same_facts_as_parsing_everything():
+    from fhir_mappings import build_facts
+
+    history = []
+    for i in range(60):
+        loinc = ("777-3", "751-8", "1920-8", "8302-2", "29463-7")[i % 5]
+        unit = {"777-3": "10*3/uL", "751-8": "10*3/uL", "1920-8": "U/L", "8302-2": "cm", "29463-7": "kg"}[loinc]
+        status = "preliminary" if i % 7 == 0 else "final"
+        when = f"2026-{1 + (i * 7) % 12:02d}-{1 + (i * 5) % 28:02d}T08:00:00Z"
+        history.append(observation(loinc, 100 + i, unit, oid=f"h{i}", status=status, when=when))
+    history.append(observation("777-3", 50, "10*3/uL", oid="tie", when="2026-12-01T08:00:00Z"))
+    full = build_facts(parse_resources(history, PATIENT)[0], [], PATIENT, NOW)
+    pruned = build_facts(parse_resources(history, PATIENT, now=NOW)[0], [], PATIENT, NOW)
+    assert full == pruned and set(full.labs) == {"platelets", "neutrophils", "ast", "height", "weight"}
