@@ -87,12 +87,13 @@ def run_hook(
         return HookResult(cards=[], findings=[], fetched_keys=[])
 
     raw_record, fetched = gather(request, prefetch_templates(), client, allowed_servers, allow_http)
-    record, record_problems = parse_resources(raw_record, request.patient_id)
+    moment = now()  # one "now" for the whole call: parsing skips results older than the newest
+    record, record_problems = parse_resources(raw_record, request.patient_id, now=moment)
     facts = build_facts(
         record + list(medications.values()),
         drafts,
         request.patient_id,
-        now(),
+        moment,
         problems=draft_problems + record_problems,
     )
     facts = dataclasses.replace(
