@@ -14,6 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from fhir_mappings.drugs import known_drug_ids
+
 __all__ = [
     "DRUG_IDS",
     "HepaticBand",
@@ -31,18 +33,7 @@ INDICATORS = ("info", "warning", "critical")
 
 # The ids fhir_mappings puts in DrugUse.drugs / Allergy.substances. A knowledge
 # entry for any other id could never match, so it is an error, not a no-op.
-DRUG_IDS = frozenset(
-    """ixabepilone capecitabine paclitaxel cyclosporine teniposide cremophor castor-oil
-    ketoconazole itraconazole voriconazole posaconazole clarithromycin telithromycin
-    atazanavir indinavir nelfinavir ritonavir saquinavir amprenavir delavirdine nefazodone
-    cobicistat lopinavir tipranavir boceprevir conivaptan idelalisib mibefradil
-    troleandomycin nirmatrelvir dexamethasone phenytoin carbamazepine rifampin rifabutin
-    rifapentine phenobarbital primidone st-johns-wort apalutamide enzalutamide mitotane
-    lumacaftor ivosidenib erythromycin miconazole felbamate oxcarbazepine diltiazem
-    verapamil fluconazole aprepitant ciprofloxacin crizotinib imatinib dronedarone
-    grapefruit diphenhydramine cetirizine loratadine chlorphenamine hydroxyzine
-    promethazine famotidine ranitidine cimetidine nizatidine""".split()
-)
+DRUG_IDS = known_drug_ids()
 
 RULE_CODES = (
     "neutrophils-low",
