@@ -123,6 +123,33 @@ def identify_text(text: str | None) -> frozenset[str]:
     return frozenset(found)
 
 
+def may_name_known_drug(concept: Any) -> bool:
+    """Could this raw ``medicationCodeableConcept`` JSON name a drug of drugs.json?
+
+    Decided before parsing, so that a long list of medications we have no
+    rule for (most of a large chart) is not validated for nothing; the same
+    codes, aliases and names as :func:`identify_concept`. Anything that is
+    not a plain CodeableConcept answers True, so the parser still reports it.
+    """
+    if not isinstance(concept, Mapping):
+        return True
+    codings = concept.get("coding")
+    if codings is not None and not isinstance(codings, list):
+        return True
+    for coding in codings or ():
+        if not isinstance(coding, Mapping):
+            return True
+        system, code, display = coding.get("system"), coding.get("code"), coding.get("display")
+        if isinstance(system, str) and isinstance(code, str):
+            key = _code_key(_SYSTEM_ALIASES.get(system, system), code)
+            if key and key in _BY_CODE:
+                return True
+        if isinstance(display, str) and identify_text(display):
+            return True
+    text = concept.get("text")
+    return isinstance(text, str) and bool(identify_text(text))
+
+
 def _system(coding: Any) -> str | None:
     system = coding.system
     return _SYSTEM_ALIASES.get(system, system) if system else None

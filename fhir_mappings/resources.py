@@ -6,7 +6,8 @@ never be mixed in: both are dropped and reported in one sentence each.
 Parsing (pydantic validation) is most of the cost of a large record, so
 resources the mappings never read are not parsed at all: Observations without
 a LOINC code of codes.json or with a status that is not final, Conditions,
-Procedures and Immunizations without one of our codes, finished orders. Given
+Procedures and Immunizations without one of our codes, finished orders,
+medications coded and named as no drug of drugs.json. Given
 ``now``, only the newest usable result per lab/vital analyte is parsed (older
 ones cannot change the facts). A malformed resource we would not have read
 is therefore not reported either: it cannot change a check.
@@ -25,6 +26,7 @@ from .codes import (
     RADIOTHERAPY_SNOMED, SNOMED, cvx_key, icd10_kinds,
 )
 from .dates import parse_fhir_datetime
+from .drugs import may_name_known_drug
 from .labs import CLOCK_SKEW, USABLE_STATUS
 
 __all__ = ["Resource", "parse_resource", "parse_resources", "resources_from_bundle"]
@@ -147,6 +149,16 @@ def _names_medication(raw: Mapping[str, Any]) -> bool:
     return bool(raw.get("medicationCodeableConcept") or raw.get("medicationReference"))
 
 
+def _may_matter(raw: Mapping[str, Any]) -> bool:
+    """A record medication that names no drug we know cannot change a check: not parsed.
+
+    A medicationReference is always kept (the Medication it points at decides).
+    """
+    if raw.get("medicationReference"):
+        return True
+    return may_name_known_drug(raw.get("medicationCodeableConcept"))
+
+
 def _wanted(raw: Mapping[str, Any]) -> bool:
     """Could the mappings read this resource at all? Decided on the raw JSON, before parsing."""
     rtype = raw.get("resourceType")
@@ -163,9 +175,9 @@ def _wanted(raw: Mapping[str, Any]) -> bool:
         return any(cvx_key(c) in LIVE_VACCINE_CVX for c in _codes(raw.get("vaccineCode"), CVX))
     if rtype == "MedicationRequest":
         # An order naming no medication (medication[x] is required) has nothing to check: skipped, not an error.
-        return raw.get("status") not in _FINISHED_REQUEST and _names_medication(raw)
+        return raw.get("status") not in _FINISHED_REQUEST and _names_medication(raw) and _may_matter(raw)
     if rtype == "MedicationStatement":
-        return raw.get("status") in _CURRENT_STATEMENT and _names_medication(raw)
+        return raw.get("status") in _CURRENT_STATEMENT and _names_medication(raw) and _may_matter(raw)
     return True
 
 

@@ -1,7 +1,6 @@
 """build_facts: drafts, orders, current medications, statuses and problems together."""
 from __future__ import annotations
 
-import time
 
 from fhir_mappings import build_facts
 from fhir_mappings.resources import parse_resources, resources_from_bundle
@@ -84,15 +83,19 @@ def test_statuses_labs_and_demographics_together():
     assert cleared.pregnancy == ()
 
 
-def test_ten_thousand_resource_record_is_fast():
+def test_ten_thousand_resource_record_keeps_latest_labs_and_the_medications_that_matter():
+    """Speed is measured in bench/; here: a large record still gives the right facts.
+
+    Lisinopril names no drug of drugs.json, so its 900 orders are skipped
+    unparsed; the 100 clarithromycin orders (a strong CYP3A4 inhibitor) all stay.
+    """
     raws = [observation(("777-3", "751-8", "6690-2", "1920-8", "1742-6", "1975-2")[i % 6], 5.0, "10*3/uL" if i % 6 < 3 else "U/L",
                         oid=f"o{i}", when=f"2026-{1 + i % 11:02d}-{1 + i % 28:02d}T08:00:00Z") for i in range(8_000)]
-    raws += [medication_request(rxnorm("314076", "lisinopril 10 MG Oral Tablet"), oid=f"m{i}") for i in range(1_000)]
+    raws += [medication_request(rxnorm("314076", "lisinopril 10 MG Oral Tablet"), oid=f"m{i}") for i in range(900)]
+    raws += [medication_request(rxnorm("21212", "clarithromycin"), oid=f"c{i}") for i in range(100)]
     raws += [observation("2345-7", 5.0, "mmol/L", oid=f"g{i}") for i in range(1_000)]
-    start = time.perf_counter()
     parsed, problems = parse_resources(raws, PATIENT, now=NOW)
     facts = build_facts(parsed, [], PATIENT, NOW)
-    elapsed = time.perf_counter() - start
-    assert problems == [] and len(facts.medications) == 1_000 and set(facts.labs) == {
-        "platelets", "neutrophils", "wbc", "ast", "alt", "bilirubin"}
-    assert elapsed < 2.0, f"{elapsed:.2f} s for 10,000 resources"
+    assert problems == [] and set(facts.labs) == {"platelets", "neutrophils", "wbc", "ast", "alt", "bilirubin"}
+    assert len(facts.medications) == 100 and all(m.drugs == {"clarithromycin"} for m in facts.medications)
+    assert facts.labs["platelets"].effective.isoformat().startswith("2026-11-")

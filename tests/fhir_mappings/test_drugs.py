@@ -6,10 +6,11 @@ import json
 import pytest
 
 from fhir_mappings.drugs import (
-    DATA_FILE, drugs_of, identify_concept, identify_text, known_drug_ids, normalize_ndc, read_dose,
+    DATA_FILE, drugs_of, identify_concept, identify_text, known_drug_ids, may_name_known_drug, normalize_ndc, read_dose,
 )
 from tests.fhir_mappings.fhirdata import fixture, medication_request, model, raw, rxnorm
 
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 NDC = "http://hl7.org/fhir/sid/ndc"
 ATC = "http://www.whocc.no/atc"
 
@@ -149,3 +150,43 @@ def test_fixture_doses():
     assert "range" in read_dose(fixture("medicationrequest-name-only.json")).problem
     no_dosage = model(medication_request(rxnorm("1726276"), status="draft"))
     assert read_dose(no_dosage).problem
+
+
+# The raw pre-filter (resources._wanted) must agree with identify_concept, or a
+# medication we have a rule for would be skipped unparsed.
+_PREFILTER_CASES = [
+    {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "21212"}]},  # clarithromycin
+    {"coding": [{"system": "urn:oid:2.16.840.1.113883.6.88", "code": "21212"}]},  # RxNorm by OID
+    {"coding": [{"system": NDC, "code": "0015-1910-12"}]},  # Ixempra kit NDC, dashed
+    {"coding": [{"system": ATC, "code": "l01dc04"}]},  # ATC, lower case
+    {"text": "Ketoconazole 200 mg tablet"},
+    {"coding": [{"system": "http://snomed.info/sct", "code": "1", "display": "ITRACONAZOLE capsule"}]},
+    {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "314076",
+                 "display": "lisinopril 10 MG Oral Tablet"}]},
+    {"text": "metformin 500 mg"},
+    {"text": "St John's wort"},
+    {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "314076"}],
+     "text": "home meds incl. rifampin"},
+]
+
+
+@pytest.mark.parametrize("value", _PREFILTER_CASES)
+def test_raw_prefilter_agrees_with_identify_concept(value):
+    parsed = model(medication_request(value)).medicationCodeableConcept
+    assert may_name_known_drug(value) == bool(identify_concept(parsed)[0])
+
+
+def test_raw_prefilter_keeps_every_code_of_drugs_json():
+    data = json.loads(DATA_FILE.read_text())
+    checked = 0
+    for drug_id, entry in data["drugs"].items():
+        for coding in entry.get("codes", []):
+            system = {"rxnorm": RXNORM, "ndc": NDC, "atc": ATC}[coding["system"]]
+            assert may_name_known_drug({"coding": [{"system": system, "code": coding["code"]}]}), drug_id
+            checked += 1
+    assert checked >= 40  # every drug with a code in the file; most also match by name
+
+
+@pytest.mark.parametrize("value", ["a string", {"coding": "not a list"}, {"coding": ["not an object"]}])
+def test_raw_prefilter_keeps_malformed_concepts_so_the_parser_reports_them(value):
+    assert may_name_known_drug(value)
