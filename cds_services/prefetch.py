@@ -8,7 +8,8 @@ key can be had neither way the service answers 412 (requirement 54).
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fhir_mappings.resources import resources_from_bundle
 

@@ -42,21 +42,22 @@ def read_json(content_type: str | None, data: bytes, max_depth: int) -> Any:
 def _check_depth(value: Any, max_depth: int) -> None:
     """Reject nesting deeper than ``max_depth`` (iterative: no recursion to exhaust).
 
-    Walking the decoded value costs a fraction of scanning the text character
-    by character in Python, which the benchmark showed as most of the parse time.
+    Level by level over containers only, with exact type checks (JSON gives
+    only dict and list): the walk was a fifth of a 200-resource call before.
     """
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
+    level = [value] if type(value) in (dict, list) else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > max_depth:
             raise BadRequest(f"JSON nested deeper than {max_depth} levels")
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+        below = []
+        for node in level:
+            for child in (node.values() if type(node) is dict else node):
+                kind = type(child)
+                if kind is dict or kind is list:
+                    below.append(child)
+        level = below
 
 
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatype "id"
