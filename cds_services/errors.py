@@ -85,7 +85,11 @@ def register_error_handlers(app: Flask) -> None:
     def _cds_error(error: CdsError) -> Response:
         if error.status >= 500:
             log.error("server error: %s", error.message)
-        return error_response(error.status, error.message, error.code, error.expression)
+        response = error_response(error.status, error.message, error.code, error.expression)
+        if error.status == 401:
+            # RFC 6750 §3: a 401 names the scheme; no error attribute, the reason stays in our log.
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:

@@ -94,7 +94,8 @@ def sign_token(
     ``headers`` overrides them (a value of ``None`` removes a header)."""
     fields: dict[str, Any] = {"typ": "JWT", "kid": key.kid}
     fields.update(headers or {})
-    fields = {k: v for k, v in fields.items() if v is not None}
+    # PyJWT adds typ JWT on its own unless given typ None, which drops it.
+    fields = {k: v for k, v in fields.items() if v is not None or k == "typ"}
     return jwt.encode(claims, key.private_key, algorithm=alg or key.alg, headers=fields)
 
 

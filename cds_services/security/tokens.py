@@ -141,8 +141,8 @@ class ClientVerifier:
         if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
             raise AuthError(f"alg {_short(alg)} is not an allowed asymmetric algorithm")
         typ = header.get("typ")
-        if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
-            raise AuthError(f"typ {_short(typ)} is not JWT")
+        if not isinstance(typ, str) or typ.upper() != "JWT":  # CDS Hooks 2.0: typ REQUIRED, fixed "JWT"
+            raise AuthError("typ header is missing" if typ is None else f"typ {_short(typ)} is not JWT")
         if "crit" in header:
             raise AuthError("crit header extensions are not supported")
         kid = header.get("kid")

@@ -37,17 +37,19 @@ def test_signed_request_gets_cards(secured, key, sample_request):
     assert "platelets-low" in rule_codes(response.get_json())
 
 
-@pytest.mark.parametrize("case", ["none", "unsigned", "wrong-aud", "unknown-iss"])
+@pytest.mark.parametrize("case", ["none", "unsigned", "wrong-aud", "unknown-iss", "no-typ"])
 def test_refused_tokens_are_401_without_detail(secured, key, sample_request, case, caplog):
     token = {
         "none": None,
         "unsigned": unsigned_token(client_claims(ISS, AUD)),
         "wrong-aud": sign_token(key, client_claims(ISS, "https://other.example/cds-services/x")),
         "unknown-iss": sign_token(key, client_claims("https://intruder.example", AUD)),
+        "no-typ": sign_token(key, client_claims(ISS, AUD), headers={"typ": None}),
     }[case]
     response = call(secured, sample_request, token)
     assert response.status_code == 401
     assert response.get_json()["issue"][0]["diagnostics"] == "authentication required"
+    assert response.headers["WWW-Authenticate"] == "Bearer"  # RFC 6750 §3, with no reason given away
     if token:
         assert token not in caplog.text
 

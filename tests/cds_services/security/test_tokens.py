@@ -77,8 +77,16 @@ def test_other_allowed_algorithms(http_session, make_key):
     assert verifier.verify(bearer(sign_token(key, claims())), AUDIENCE).kid == "k"
 
 
-def test_typ_may_be_absent(verifier, ec_key):
-    token = sign_token(ec_key, claims(), headers={"typ": None})
+@pytest.mark.parametrize("typ", [None, "at+jwt", "JWS", 1])
+def test_typ_must_be_jwt(verifier, ec_key, typ):
+    """CDS Hooks 2.0 lists typ as REQUIRED with the fixed value JWT: absent or other types are refused."""
+    token = sign_token(ec_key, claims(), headers={"typ": typ})
+    with pytest.raises(AuthError, match="typ"):
+        verifier.verify(bearer(token), AUDIENCE)
+
+
+def test_typ_jwt_is_case_insensitive(verifier, ec_key):
+    token = sign_token(ec_key, claims(), headers={"typ": "jwt"})
     assert verifier.verify(bearer(token), AUDIENCE).iss == STATIC_ISS
 
 
