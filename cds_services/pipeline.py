@@ -88,7 +88,7 @@ def run_hook(
 
     raw_record, fetched = gather(request, prefetch_templates(), client, allowed_servers, allow_http)
     moment = now()  # one "now" for the whole call: parsing skips results older than the newest
-    record, record_problems = parse_resources(raw_record, request.patient_id, now=moment)
+    record, record_problems = parse_resources(raw_record, request.patient_id, now=moment, slim=True)
     facts = build_facts(
         record + list(medications.values()),
         drafts,

@@ -38,6 +38,21 @@ _FINISHED_REQUEST = frozenset({"completed", "stopped", "cancelled", "entered-in-
 _CURRENT_STATEMENT = frozenset({"active", "intended"})
 _OLDEST = datetime.min.replace(tzinfo=timezone.utc)
 _MAX_PROBLEM = 200
+# Top-level elements of record resources that no mapping reads. Validating
+# them was a large part of parsing (a Narrative, identifiers, performers,
+# notes); dropping them first cannot change a fact, and a malformed one
+# cannot change a check, so it is not reported either. Never applied to draft
+# orders: those are echoed back in suggestions and must stay whole.
+# modifierExtension is kept: it can change what a resource means.
+UNREAD_ELEMENTS = frozenset({
+    "text", "meta", "implicitRules", "language", "extension", "identifier",
+    "basedOn", "partOf", "category", "encounter", "performer", "recorder", "asserter", "requester",
+    "informationSource", "reasonCode", "reasonReference", "note", "interpretation", "method",
+    "specimen", "device", "bodySite", "hasMember", "derivedFrom", "insurance", "dispenseRequest",
+    "substitution", "supportingInformation", "location", "lotNumber", "manufacturer", "site",
+    "protocolApplied", "reportOrigin", "education", "fundingSource", "name", "telecom", "address",
+    "contact", "communication", "generalPractitioner", "managingOrganization", "photo", "link",
+})
 
 
 def resources_from_bundle(bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -199,8 +214,9 @@ def _outcome_problem(raw: Mapping[str, Any]) -> str | None:
 class _Parser:
     """Parses raw resources for one patient, collecting the parsed models and the problems."""
 
-    def __init__(self, patient_id: str) -> None:
+    def __init__(self, patient_id: str, slim: bool = False) -> None:
         self.patient_id = patient_id
+        self.slim = slim
         self.parsed: list[Resource] = []
         self.problems: list[str] = []
 
@@ -219,6 +235,8 @@ class _Parser:
             whose = "another patient" if other.startswith("Patient/") else "something other than the patient in context"
             self.problems.append(f"{label} was left out: it belongs to {whose} ({_short(other, 80)}).")
             return False
+        if self.slim:
+            raw = {key: value for key, value in raw.items() if key not in UNREAD_ELEMENTS}
         resource, problem = parse_resource(raw)
         if resource is None:
             self.problems.append(problem or f"{label} could not be read.")
@@ -228,7 +246,7 @@ class _Parser:
 
 
 def parse_resources(
-    raws: Iterable[Any], patient_id: str, now: datetime | None = None
+    raws: Iterable[Any], patient_id: str, now: datetime | None = None, *, slim: bool = False
 ) -> tuple[list[Resource], list[str]]:
     """Parse each resource on its own; (parsed resources, one problem sentence per resource left out).
 
@@ -236,9 +254,11 @@ def parse_resources(
     subject/patient names another patient is dropped and reported; an
     OperationOutcome is reported with its diagnostics, never parsed as data.
     With ``now``, lab and vital results older than the newest usable one per
-    analyte (not after ``now``) are skipped unparsed.
+    analyte (not after ``now``) are skipped unparsed. With ``slim``, the
+    :data:`UNREAD_ELEMENTS` of each resource are dropped before parsing (for
+    the record, never for draft orders).
     """
-    parser = _Parser(patient_id)
+    parser = _Parser(patient_id, slim)
     seen: set[str] = set()
     labs: dict[str, list[tuple[tuple[datetime, datetime], int, Mapping[str, Any]]]] = {}
     for position, raw in enumerate(raws):

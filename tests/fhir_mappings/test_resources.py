@@ -1,9 +1,12 @@
 """Parsing: one bad resource does not sink the rest; no other patient's data; duplicates once."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from fhir_mappings.resources import parse_resource, parse_resources, resources_from_bundle
+from fhir_mappings.resources import UNREAD_ELEMENTS, parse_resource, parse_resources, resources_from_bundle
 from tests.fhir_mappings.fhirdata import NOW, PATIENT, observation, raw
 
 
@@ -120,3 +123,45 @@ def test_pruning_by_now_gives_the_same_facts_as_parsing_everything():
     full = build_facts(parse_resources(history, PATIENT)[0], [], PATIENT, NOW)
     pruned = build_facts(parse_resources(history, PATIENT, now=NOW)[0], [], PATIENT, NOW)
     assert full == pruned and set(full.labs) == {"platelets", "neutrophils", "ast", "height", "weight"}
+
+
+# --- slim parsing of the record (elements no mapping reads are dropped first)
+
+def _facts(raws, patient_id, slim):
+    from fhir_mappings import build_facts
+
+    parsed, problems = parse_resources(raws, patient_id, now=NOW, slim=slim)
+    return build_facts(parsed, [], patient_id, NOW, problems=problems)
+
+
+_PATIENT_BUNDLES = sorted(
+    p for p in (Path(__file__).parents[1] / "fixtures" / "patients").glob("*.json")
+    if json.loads(p.read_text()).get("resourceType") == "Bundle")
+
+
+@pytest.mark.parametrize("path", _PATIENT_BUNDLES, ids=lambda p: p.stem)
+def test_slim_parsing_gives_the_same_facts_for_every_fixture_patient(path):
+    raws = resources_from_bundle(json.loads(path.read_text()))
+    patient_id = next(r["id"] for r in raws if r["resourceType"] == "Patient")
+    assert _facts(raws, patient_id, slim=True) == _facts(raws, patient_id, slim=False)
+
+
+def test_ehr_export_observation_gives_the_same_lab_slim_or_whole():
+    export = raw("observation-platelets-80-ehr-export.json")
+    assert {"text", "meta", "identifier", "performer", "note"} <= UNREAD_ELEMENTS & set(export)
+    slim, whole = _facts([export], PATIENT, slim=True), _facts([export], PATIENT, slim=False)
+    assert slim.labs == whole.labs and slim.labs["platelets"].value == 80_000
+
+
+def test_malformed_unread_element_is_ignored_only_when_slim():
+    bad = {**observation("777-3", 80, "10*3/uL", oid="bad-meta"), "meta": {"lastUpdated": "not a date"}}
+    slim, whole = _facts([bad], PATIENT, slim=True), _facts([bad], PATIENT, slim=False)
+    assert slim.problems == () and slim.labs["platelets"].value == 80_000
+    assert any("Observation/bad-meta" in p for p in whole.problems) and "platelets" not in whole.labs
+
+
+def test_modifier_extension_is_never_dropped():
+    assert "modifierExtension" not in UNREAD_ELEMENTS
+    parsed, _ = parse_resources([{**observation("777-3", 80, "10*3/uL"), "modifierExtension": [
+        {"url": "http://example.org/fhir/StructureDefinition/negated", "valueBoolean": True}]}], PATIENT, slim=True)
+    assert parsed[0].modifierExtension[0].valueBoolean is True
