@@ -18,21 +18,26 @@ ORDER_SIGN = "order-sign"
 # simple searches (token equality, _sort, _count). A date filter cannot be
 # expressed with a context token, so recent data is asked for by sorting
 # newest first and counting; the freshness windows are applied by the rules.
+# Every search names a _count so a server's small default page (often 20)
+# does not cut a long medication list; a Bundle that still has a next page
+# is followed or reported (prefetch.py).
 def prefetch_templates() -> dict[str, str]:
     pid = "{{context.patientId}}"
     return {
         "patient": f"Patient/{pid}",
-        "medicationRequests": f"MedicationRequest?patient={pid}&status=active,on-hold&_include=MedicationRequest:medication",
-        "medicationStatements": f"MedicationStatement?patient={pid}&status=active,intended&_include=MedicationStatement:medication",
+        "medicationRequests": f"MedicationRequest?patient={pid}&status=active,on-hold"
+        "&_include=MedicationRequest:medication&_count=100",
+        "medicationStatements": f"MedicationStatement?patient={pid}&status=active,intended"
+        "&_include=MedicationStatement:medication&_count=100",
         "labs": f"Observation?patient={pid}&code={','.join(observation_query_codes('labs'))}"
         "&_sort=-date&_count=100",
         "vitals": f"Observation?patient={pid}&code={','.join(observation_query_codes('vitals'))}"
         "&_sort=-date&_count=50",
         "reproductive": f"Observation?patient={pid}"
         f"&code={','.join(observation_query_codes('reproductive'))}&_sort=-date&_count=20",
-        "conditions": f"Condition?patient={pid}&clinical-status=active,recurrence,relapse",
-        "allergies": f"AllergyIntolerance?patient={pid}",
-        "procedures": f"Procedure?patient={pid}&code={','.join(procedure_query_codes())}",
+        "conditions": f"Condition?patient={pid}&clinical-status=active,recurrence,relapse&_count=100",
+        "allergies": f"AllergyIntolerance?patient={pid}&_count=100",
+        "procedures": f"Procedure?patient={pid}&code={','.join(procedure_query_codes())}&_count=50",
         "immunizations": f"Immunization?patient={pid}&_sort=-date&_count=50",
     }
 

@@ -69,7 +69,9 @@ class FhirClient:
 
     def read(self, base_url: str, query: str, token: str | None) -> Any:
         """GET ``{base_url}/{query}`` and return the decoded JSON."""
-        url = f"{base_url.rstrip('/')}/{query.lstrip('/')}"
+        base = base_url.rstrip("/")
+        # "?..." is a paging link on the base itself (e.g. HAPI's ?_getpages=...).
+        url = f"{base}{query}" if query.startswith("?") else f"{base}/{query.lstrip('/')}"
         headers = {"Accept": "application/fhir+json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"

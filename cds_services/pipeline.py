@@ -86,18 +86,18 @@ def run_hook(
     if scope is None:
         return HookResult(cards=[], findings=[], fetched_keys=[])
 
-    raw_record, fetched = gather(request, prefetch_templates(), client, allowed_servers, allow_http)
+    gathered = gather(request, prefetch_templates(), client, allowed_servers, allow_http)
     moment = now()  # one "now" for the whole call: parsing skips results older than the newest
-    record, record_problems = parse_resources(raw_record, request.patient_id, now=moment, slim=True)
+    record, record_problems = parse_resources(gathered.resources, request.patient_id, now=moment, slim=True)
     facts = build_facts(
         record + list(medications.values()),
         drafts,
         request.patient_id,
         moment,
-        problems=draft_problems + record_problems,
+        problems=draft_problems + gathered.problems + record_problems,
     )
     facts = dataclasses.replace(
         facts, orders=tuple(o for o in facts.orders if o.ref is None or o.ref in scope)
     )
     findings = evaluate(facts, kb)
-    return HookResult(cards=build_cards(findings, kb), findings=findings, fetched_keys=fetched)
+    return HookResult(cards=build_cards(findings, kb), findings=findings, fetched_keys=gathered.fetched)

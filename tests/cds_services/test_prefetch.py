@@ -173,3 +173,108 @@ def test_fhir_server_off_the_allowlist_is_never_contacted(client, hook_request, 
     assert response.status_code == 412
     assert "not a FHIR server this service is configured to call" in response.get_json()["issue"][0]["diagnostics"]
     assert len(responses.calls) == 0
+
+
+# --- paging: a search Bundle with a next link is only the first page -------------------
+
+def medication_request(mid, rxcui, name):
+    return {"resourceType": "MedicationRequest", "id": mid, "status": "active", "intent": "order",
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                      "code": rxcui, "display": name}], "text": name},
+            "subject": {"reference": "Patient/ixa-demo-1"}, "authoredOn": "2026-11-01"}
+
+
+# Page 1: an H1 and an H2 antagonist (nothing to warn about); page 2: clarithromycin 500 MG (strong CYP3A4 inhibitor).
+PAGE_1_MEDS = (medication_request("mr-diphen", "3498", "diphenhydramine"),
+               medication_request("mr-famo", "4278", "famotidine"))
+PAGE_2_MEDS = (medication_request("mr-clari", "21212", "clarithromycin"),)
+NEXT = f"{FHIR}?_getpages=7d1c&_getpagesoffset=2&_count=2&_bundletype=searchset"
+
+
+def page(resources, next_url=None):
+    bundle = searchset(*resources)
+    bundle["link"] = [{"relation": "self", "url": f"{FHIR}/MedicationRequest?patient=ixa-demo-1"}]
+    if next_url:
+        bundle["link"].append({"relation": "next", "url": next_url})
+    return bundle
+
+
+def page_2_route(json_body=None, status=200):
+    return responses.get(FHIR, json=json_body, status=status, match=[responses.matchers.query_param_matcher(
+        {"_getpages": "7d1c", "_getpagesoffset": "2", "_count": "2", "_bundletype": "searchset"})])
+
+
+def unavailable_details(answer):
+    return " ".join(c["detail"] for c in answer["cards"] if c["source"]["topic"]["code"] == "check-unavailable")
+
+
+@responses.activate(assert_all_requests_are_fired=True)
+def test_later_page_of_a_fetched_key_is_read_and_checked(client, hook_request):
+    responses.get(f"{FHIR}/MedicationRequest", json=page(PAGE_1_MEDS, NEXT),
+                  match=[responses.matchers.query_param_matcher({"patient": "ixa-demo-1"}, strict_match=False)])
+    page_2_route(page(PAGE_2_MEDS))
+    answer = post(client, with_server(hook_request(drop_prefetch=("medicationRequests",)))).get_json()
+    assert "cyp3a4-strong-inhibitor" in rule_codes(answer)
+    assert "premedication-missing" not in rule_codes(answer)  # page 1 still counts
+    assert "check-unavailable" not in rule_codes(answer)
+    assert [c.request.headers["Authorization"] for c in responses.calls] == [f"Bearer {TOKEN}"] * 2
+
+
+@responses.activate(assert_all_requests_are_fired=True)
+def test_prefetched_first_page_is_completed_from_the_fhir_server(client, hook_request):
+    page_2_route(page(PAGE_2_MEDS))
+    answer = post(client, with_server(hook_request(medicationRequests=page(PAGE_1_MEDS, NEXT)))).get_json()
+    assert "cyp3a4-strong-inhibitor" in rule_codes(answer)
+
+
+@responses.activate
+def test_first_page_without_a_fhir_server_is_reported_not_silent(client, hook_request):
+    response = post(client, hook_request(medicationRequests=page(PAGE_1_MEDS, NEXT)))
+    assert response.status_code == 200 and len(responses.calls) == 0
+    details = unavailable_details(response.get_json())
+    assert "prefetch.medicationRequests is only the first page" in details and "not checked" in details
+
+
+@responses.activate
+def test_next_link_to_another_host_is_never_followed(client, hook_request):
+    evil = "https://attacker.example/fhir?_getpages=7d1c"
+    response = post(client, with_server(hook_request(medicationRequests=page(PAGE_1_MEDS, evil))))
+    assert response.status_code == 200 and len(responses.calls) == 0
+    assert "the next page is not on fhirServer and was not read" in unavailable_details(response.get_json())
+
+
+@responses.activate
+def test_unreadable_later_page_is_reported(client, hook_request):
+    page_2_route(status=500)
+    response = post(client, with_server(hook_request(medicationRequests=page(PAGE_1_MEDS, NEXT))))
+    assert response.status_code == 200
+    assert "page 2 of the results could not be read (FHIR server error (500))" in unavailable_details(response.get_json())
+
+
+@responses.activate
+def test_endless_paging_stops_at_the_page_limit_and_says_so(client, hook_request):
+    from cds_services.prefetch import MAX_PAGES
+
+    page_2_route(page(PAGE_2_MEDS, NEXT))  # every page links to another
+    response = post(client, with_server(hook_request(medicationRequests=page(PAGE_1_MEDS, NEXT))))
+    assert len(responses.calls) == MAX_PAGES - 1  # page 1 came in the prefetch
+    assert f"more than {MAX_PAGES} pages" in unavailable_details(response.get_json())
+    assert "cyp3a4-strong-inhibitor" in rule_codes(response.get_json())  # what was read is still checked
+
+
+@pytest.mark.parametrize(("url", "relative"), [
+    (f"{FHIR}/MedicationRequest?patient=p1&_page=2", "MedicationRequest?patient=p1&_page=2"),
+    (f"{FHIR}?_getpages=7d1c&_getpagesoffset=2", "?_getpages=7d1c&_getpagesoffset=2"),
+    ("https://ehr.example.org/fhirevil/MedicationRequest?page=2", None),  # a prefix, not the base
+    ("https://ehr.example.org/fhir@attacker.example/x", None),
+    ("https://attacker.example/fhir/MedicationRequest", None),
+    (f"{FHIR}/../admin/export", None),
+    (f"{FHIR}/./MedicationRequest", None),
+    (f"{FHIR}/MedicationRequest?page=2\r\nX-Injected: 1", None),
+    ("http://ehr.example.org/fhir/MedicationRequest", None),  # https base, http link
+    (FHIR, None),
+])
+def test_next_links_are_followed_only_under_the_fhir_server_base(url, relative):
+    from cds_services.prefetch import _relative
+
+    assert _relative(FHIR, url) == relative
