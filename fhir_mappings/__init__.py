@@ -57,7 +57,8 @@ def _use(resource: Any, medications: dict[str, Any], origin: str) -> DrugUse:
         date=_date(resource),
         dose=read_dose(resource) if draft else None,
         matched_by=how,
-        resource=resource.model_dump(mode="json", exclude_none=True) if draft else None,
+        # Only an ixabepilone draft is ever echoed back (a replace suggestion); dumping is not free.
+        resource=resource.model_dump(mode="json", exclude_none=True) if draft and IXABEPILONE in ids else None,
     )
 
 

@@ -91,7 +91,7 @@ class DrugUse:
     date: datetime | None = None
     dose: Dose | None = None
     matched_by: str | None = None  # "rxnorm", "ndc", "atc", "name", "ingredient"
-    # The order's own JSON, for draft orders only, so a suggestion can update
+    # The order's own JSON, for ixabepilone draft orders only, so a suggestion can update
     # or replace it (e.g. the same order with a reduced dose).
     resource: Mapping[str, Any] | None = None
 
