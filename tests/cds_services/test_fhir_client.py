@@ -1,0 +1,48 @@
+"""The outbound FHIR client: environment proxies and ~/.netrc."""
+from __future__ import annotations
+
+import pytest
+import requests
+
+from cds_services.fhir_client import FhirClient, FhirClientSettings, uses_proxy
+
+SETTINGS = FhirClientSettings(connect_timeout=1, read_timeout=1, max_workers=2, max_response_bytes=1024)
+
+
+@pytest.mark.parametrize(("environ", "expected"), [
+    ({}, False),
+    ({"PATH": "/usr/bin", "NO_PROXY": "localhost"}, False),
+    ({"HTTPS_PROXY": "http://proxy.hospital.example:3128"}, True),
+    ({"http_proxy": "http://proxy.hospital.example:3128"}, True),
+    ({"ALL_PROXY": "socks5://proxy.hospital.example:1080"}, True),
+    ({"HTTPS_PROXY": ""}, False),
+])
+def test_uses_proxy_reads_the_proxy_variables_in_any_case(environ, expected):
+    assert uses_proxy(environ) is expected
+
+
+def test_without_a_proxy_the_environment_and_netrc_are_not_consulted(monkeypatch, tmp_path):
+    # A ~/.netrc entry for the EHR host must not add credentials to our calls.
+    (tmp_path / ".netrc").write_text("machine ehr.example.org login intruder password secret\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    client = FhirClient(SETTINGS, requests.Session())
+    try:
+        assert client.session.trust_env is False
+        prepared = client.session.prepare_request(requests.Request("GET", "https://ehr.example.org/fhir/Patient/p1"))
+        settings = client.session.merge_environment_settings(prepared.url, {}, None, None, None)
+        assert "Authorization" not in prepared.headers and settings["proxies"] == {}
+    finally:
+        client.close()
+
+
+def test_a_configured_proxy_is_honoured(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.hospital.example:3128")
+    client = FhirClient(SETTINGS, requests.Session())
+    try:
+        assert client.session.trust_env is True
+        settings = client.session.merge_environment_settings("https://ehr.example.org/fhir/Patient/p1", {}, None, None, None)
+        assert settings["proxies"]["https"] == "http://proxy.hospital.example:3128"
+    finally:
+        client.close()
