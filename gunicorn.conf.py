@@ -21,3 +21,19 @@ max_requests_jitter = 500
 accesslog = "-"
 errorlog = "-"
 access_log_format = '{"time":"%(t)s","remote":"%(h)s","method":"%(m)s","path":"%(U)s","status":%(s)s,"bytes":%(B)s,"ms":%(M)s}'
+
+
+def post_worker_init(worker):
+    """Tune the cyclic garbage collector once the app is loaded in the worker.
+
+    A hook call allocates tens of thousands of short-lived, acyclic objects
+    (decoded JSON, FHIR models) that reference counting frees on its own; the
+    default gen-0 threshold (700) still runs collections that walk every
+    long-lived object of the imported libraries. Freezing those and raising
+    the threshold cut in-process time by about a fifth at 1,000 and 10,000
+    resources (bench/README.md). Cycles are still collected.
+    """
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
