@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from http.cookiejar import DefaultCookiePolicy
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -65,6 +66,9 @@ class FhirClient:
     def __init__(self, settings: FhirClientSettings, session: requests.Session | None = None) -> None:
         self.settings = settings
         self.session = session or requests.Session()
+        # One session serves every EHR user and patient: a cookie set by a FHIR server must not
+        # ride along on the next call, which carries another user's token.
+        self.session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         if not uses_proxy(os.environ):
             # requests re-reads proxy variables (every environment entry) and ~/.netrc on each call:
             # a third of a small query's CPU. With no proxy configured there is nothing to find, and

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import requests
+import responses
 
 from cds_services.fhir_client import FhirClient, FhirClientSettings, uses_proxy
 
@@ -46,3 +47,20 @@ def test_a_configured_proxy_is_honoured(monkeypatch):
         assert settings["proxies"]["https"] == "http://proxy.hospital.example:3128"
     finally:
         client.close()
+
+
+@responses.activate
+def test_cookies_from_a_fhir_server_are_never_sent_back():
+    """The session is shared by every user and patient; a server-set cookie must not cross calls."""
+    base = "https://ehr.example.org/fhir"
+    responses.get(f"{base}/Patient/p1", json={"resourceType": "Patient", "id": "p1"},
+                  headers={"Set-Cookie": "JSESSIONID=user-a-session; Path=/; Secure"})
+    responses.get(f"{base}/Patient/p2", json={"resourceType": "Patient", "id": "p2"})
+    client = FhirClient(SETTINGS, requests.Session())
+    try:
+        client.read(base, "Patient/p1", "token-of-user-a")
+        client.read(base, "Patient/p2", "token-of-user-b")
+    finally:
+        client.close()
+    assert "Cookie" not in responses.calls[1].request.headers
+    assert len(client.session.cookies) == 0
