@@ -107,6 +107,10 @@ def parse_hook_request(body: Any, service: Service) -> HookRequest:
             expression=["hook"],
         )
     hook_instance = _require_string(body, "hookInstance", "")
+    # Spec 2.0: a UUID. Any short string is accepted (some test clients send other ids), but it is
+    # logged on every audit line, so it stays short and printable.
+    if len(hook_instance) > 128 or not hook_instance.isprintable():
+        raise BadRequest("hookInstance must be a UUID (at most 128 printable characters)", expression=["hookInstance"])
     context = body.get("context")
     if not isinstance(context, dict):
         raise BadRequest("context is required and must be an object", expression=["context"])

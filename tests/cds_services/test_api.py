@@ -198,6 +198,22 @@ def test_missing_fields_are_400_naming_the_field(client, sample_request, path, w
     assert_outcome(post(client, SIGN, body), 400, words)
 
 
+@pytest.mark.parametrize(("value", "status"), [
+    ("d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", 200),  # a UUID, as the spec asks
+    ("sandbox-call-17", 200),  # another short id: accepted
+    ("x" * 128, 200),
+    ("x" * 129, 400),  # it is written on every audit line
+    ("line\nbreak", 400),
+])
+def test_hook_instance_is_a_short_printable_id(client, sample_request, value, status):
+    body = copy.deepcopy(sample_request)
+    body["hookInstance"] = value
+    response = post(client, SIGN, body)
+    assert response.status_code == status
+    if status == 400:
+        assert_outcome(response, 400, "hookInstance must be a UUID")
+
+
 def test_order_select_without_selections_is_400(client, hook_request):
     body = hook_request(hook="order-select")
     del body["context"]["selections"]
