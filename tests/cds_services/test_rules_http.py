@@ -426,3 +426,19 @@ def test_live_vaccine_ordered_with_ixabepilone_gets_a_warning(client):
         },
     })
     assert pairs(call(client, body)) == [("live-vaccine", "warning")]
+
+
+@pytest.mark.parametrize(
+    "rxcui",
+    ["1020477", "1049909"],  # diphenhydramine HCl 50 mg / 25 mg capsule (openFDA NDC openfda.rxcui; drugs.json)
+)
+def test_h1_premedication_coded_only_by_rxnorm_product_counts(client, rxcui):
+    """An H1 order with no name in it, only the capsule's RxNorm code, is still premedication."""
+    body = request_body("premedication-missing")
+    add_draft(body, {
+        "resourceType": "MedicationRequest", "id": "draft-h1", "status": "draft", "intent": "order",
+        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": rxcui}]},
+    })
+    card = card_for(call(client, body), "premedication-missing")
+    assert "Missing: H2 antagonist." in card["detail"]
+    assert [s["label"] for s in card["suggestions"]] == ["Order famotidine 20 mg PO (H2 antagonist)"]
