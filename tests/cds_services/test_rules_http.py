@@ -410,13 +410,8 @@ def test_dose_check_caps_bsa_at_2_2_square_metres(client, mg, fires):
         assert "counted as 2.2 m2" in cards[0]["detail"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="live vaccines are read only from Immunization (fhir_mappings/status.py live_vaccines); an ordered "
-    "live vaccine (MedicationRequest, draft or active) is not mapped, though issue 3 says 'a live vaccine "
-    "ordered, or given inside the window' and the rule's card says 'or ordered now'",
-)
 def test_live_vaccine_ordered_with_ixabepilone_gets_a_warning(client):
+    """live-vaccine's other trigger: a live vaccine on the same order list, whatever its date [S]."""
     body = request_body("clean")
     add_draft(body, {
         "resourceType": "MedicationRequest", "id": "draft-mmr", "status": "draft", "intent": "order",
@@ -425,7 +420,9 @@ def test_live_vaccine_ordered_with_ixabepilone_gets_a_warning(client):
             "text": "measles, mumps and rubella virus vaccine, live",
         },
     })
-    assert pairs(call(client, body)) == [("live-vaccine", "warning")]
+    cards = call(client, body)
+    assert pairs(cards) == [("live-vaccine", "warning")]
+    assert "MedicationRequest/draft-mmr" in cards[0]["detail"] and "code 03" in cards[0]["detail"]
 
 
 @pytest.mark.parametrize(
