@@ -12,10 +12,12 @@ from typing import Any, Sequence
 from fhir.resources.R4B.resource import Resource
 
 from .dates import period_time, to_utc
-from .drugs import drugs_of, has_medication, read_dose
+from .drugs import drugs_of, has_medication, medication_of, read_dose
 from .facts import DrugUse, PatientFacts
 from .labs import latest_labs
-from .status import allergies, condition_evidence, current, live_vaccines, radiotherapy, reproductive_observations
+from .status import (
+    allergies, condition_evidence, current, live_vaccines, ordered_live_vaccine, radiotherapy, reproductive_observations,
+)
 
 __all__ = ["build_facts"]
 
@@ -97,6 +99,10 @@ def build_facts(
         if order.get_resource_type() == "MedicationRequest" and has_medication(order)
     )
     draft_refs = {d.ref for d in drafts if d.ref}
+    vaccine_orders = [
+        (order, "draft order") for order in draft_orders
+        if order.get_resource_type() == "MedicationRequest" and has_medication(order)
+    ]
 
     current_meds: list[DrugUse] = []
     for request in record.get("MedicationRequest", []):
@@ -105,6 +111,7 @@ def build_facts(
             continue
         use = _use(request, medications, "request")
         current_meds.append(use)
+        vaccine_orders.append((request, "active order"))
         if problem := _unresolved(request, use, medications):
             mapping_problems.append(problem)
     for statement in record.get("MedicationStatement", []):
@@ -136,6 +143,10 @@ def build_facts(
         neuropathy=tuple(conditions["neuropathy"]),
         radiotherapy=tuple(radiotherapy(record.get("Procedure", []), now)),
         live_vaccines=tuple(live_vaccines(record.get("Immunization", []))),
+        ordered_live_vaccines=tuple(
+            e for order, origin in vaccine_orders
+            if (e := ordered_live_vaccine(order, medication_of(order, medications), origin)) is not None
+        ),
         birth_date=str(patient.birthDate) if patient is not None and patient.birthDate else None,
         sex=patient.gender if patient is not None else None,
         problems=tuple(problems) + tuple(mapping_problems),

@@ -265,6 +265,14 @@ def drugs_of(resource: Any, medications: Mapping[str, Medication]) -> tuple[froz
     return names, ("name" if names else None), reference.display or ""
 
 
+def medication_of(resource: Any, medications: Mapping[str, Any]) -> Any | None:
+    """The Medication a request/statement's medicationReference resolves to (contained or prefetched), or None."""
+    reference = getattr(resource, "medicationReference", None)
+    if reference is None or not reference.reference:
+        return None
+    return _resolve(reference.reference, resource, medications)
+
+
 def has_medication(resource: Any) -> bool:
     """True when an order names a medication at all (a code, text or a reference)."""
     return bool(getattr(resource, "medicationCodeableConcept", None) or getattr(resource, "medicationReference", None))

@@ -133,7 +133,9 @@ class PatientFacts:
     diabetes: tuple[Evidence, ...] = ()
     neuropathy: tuple[Evidence, ...] = ()
     radiotherapy: tuple[Evidence, ...] = ()  # with date of the procedure
-    live_vaccines: tuple[Evidence, ...] = ()  # given (Immunization) or ordered
+    live_vaccines: tuple[Evidence, ...] = ()  # given (Immunization), with the date given
+    # Live vaccines ordered now: draft orders and active MedicationRequests (label says which).
+    ordered_live_vaccines: tuple[Evidence, ...] = ()
     birth_date: str | None = None
     sex: str | None = None
     # Resources that could not be read, one sentence each, for the

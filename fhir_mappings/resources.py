@@ -168,15 +168,22 @@ def _names_medication(raw: Mapping[str, Any]) -> bool:
 def _may_matter(raw: Mapping[str, Any]) -> bool:
     """A record medication that names no drug we know cannot change a check: not parsed.
 
-    A medicationReference is always kept (the Medication it points at decides).
+    A medicationReference is always kept (the Medication it points at decides),
+    and so is an order for a live vaccine (CVX), which the live-vaccine check reads.
     """
     if raw.get("medicationReference"):
         return True
-    return may_name_known_drug(raw.get("medicationCodeableConcept"))
+    concept = raw.get("medicationCodeableConcept")
+    if any(cvx_key(c) in LIVE_VACCINE_CVX for c in _codes(concept, CVX)):
+        return True
+    return may_name_known_drug(concept)
 
 
-def _wanted(raw: Mapping[str, Any]) -> bool:
-    """Could the mappings read this resource at all? Decided on the raw JSON, before parsing."""
+def _wanted(raw: Mapping[str, Any], record: bool) -> bool:
+    """Could the mappings read this resource at all? Decided on the raw JSON, before parsing.
+
+    Draft orders (``record`` False) are all parsed: they are few, and each is the clinician's.
+    """
     rtype = raw.get("resourceType")
     if rtype == "Observation":
         return raw.get("status") in USABLE_STATUS and any(
@@ -191,9 +198,11 @@ def _wanted(raw: Mapping[str, Any]) -> bool:
         return any(cvx_key(c) in LIVE_VACCINE_CVX for c in _codes(raw.get("vaccineCode"), CVX))
     if rtype == "MedicationRequest":
         # An order naming no medication (medication[x] is required) has nothing to check: skipped, not an error.
-        return raw.get("status") not in _FINISHED_REQUEST and _names_medication(raw) and _may_matter(raw)
+        return (raw.get("status") not in _FINISHED_REQUEST and _names_medication(raw)
+                and (not record or _may_matter(raw)))
     if rtype == "MedicationStatement":
-        return raw.get("status") in _CURRENT_STATEMENT and _names_medication(raw) and _may_matter(raw)
+        return (raw.get("status") in _CURRENT_STATEMENT and _names_medication(raw)
+                and (not record or _may_matter(raw)))
     return True
 
 
@@ -277,7 +286,7 @@ def parse_resources(
             if key in seen:
                 continue
             seen.add(key)
-        if not _wanted(raw):
+        if not _wanted(raw, record=slim):
             continue
         analyte = _lab_analyte(raw) if now is not None and rtype == "Observation" else None
         if analyte is None:

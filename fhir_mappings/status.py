@@ -218,6 +218,21 @@ def radiotherapy(procedures: Iterable[Any], now: datetime | None = None) -> list
     return out
 
 
+def ordered_live_vaccine(request: Any, medication: Any | None, origin: str) -> Evidence | None:
+    """A MedicationRequest for a live vaccine (CVX on the order or on its Medication), else None.
+
+    ``origin`` ("draft order", "active order") goes into the label: an order
+    counts whatever its date, because the vaccine is about to be given.
+    """
+    concept = getattr(request, "medicationCodeableConcept", None)
+    if concept is None and medication is not None:
+        concept = medication.code
+    found = [c for c in _codes(concept, CVX) if cvx_key(c) in LIVE_VACCINE_CVX]
+    if not found:
+        return None
+    return Evidence(f"{_label(concept, 'Live vaccine')} ({origin})", to_utc(request.authoredOn), _ref(request), found[0])
+
+
 def live_vaccines(immunizations: Iterable[Any]) -> list[Evidence]:
     """Completed Immunizations with a live vaccine (CVX), with the date given."""
     out = []

@@ -52,14 +52,14 @@ def radiation_recall(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
 @rule("live-vaccine")
 def live_vaccine(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
     days = kb.thresholds["live-vaccine-window"]  # [project setting] 30 d
-    recent = _recent(facts, facts.live_vaccines, days.value)
+    recent = [*facts.ordered_live_vaccines, *_recent(facts, facts.live_vaccines, days.value)]
     if not recent:
         return
-    summary = f"Live vaccine {names(e.label for e in recent)} (recent or ordered): avoid live vaccines with chemotherapy"
+    summary = f"Live vaccine {names(e.label for e in recent)}: avoid live vaccines with chemotherapy"
     lines = [_line(facts, e) for e in recent] + [
         "",
         "Chemotherapy suppresses immunity: live vaccines are to be avoided during treatment [S].",
-        f"Counted: given within {num(days.value)} days (a project setting) or ordered now.",
+        f"Counted: given within {num(days.value)} days (a project setting), or ordered (draft or active order).",
         "",
         "**What to do:** cancel a live-vaccine order, or discuss timing; inactivated vaccines are not affected.",
     ]

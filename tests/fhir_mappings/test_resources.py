@@ -1,11 +1,13 @@
 """Parsing: one bad resource does not sink the rest; no other patient's data; duplicates once."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
+from scripts.fhir_server import read_bundle
 from fhir_mappings.resources import UNREAD_ELEMENTS, parse_resource, parse_resources, resources_from_bundle
 from tests.fhir_mappings.fhirdata import NOW, PATIENT, observation, raw
 
@@ -141,9 +143,12 @@ _PATIENT_BUNDLES = sorted(
 
 @pytest.mark.parametrize("path", _PATIENT_BUNDLES, ids=lambda p: p.stem)
 def test_slim_parsing_gives_the_same_facts_for_every_fixture_patient(path):
-    raws = resources_from_bundle(json.loads(path.read_text()))
+    raws = resources_from_bundle(read_bundle(path, NOW))  # {{now-21d}} dates rendered against NOW
     patient_id = next(r["id"] for r in raws if r["resourceType"] == "Patient")
-    assert _facts(raws, patient_id, slim=True) == _facts(raws, patient_id, slim=False)
+    # Record mode also skips medications that name no known drug: no check reads those.
+    whole = _facts(raws, patient_id, slim=False)
+    whole = dataclasses.replace(whole, medications=tuple(m for m in whole.medications if m.drugs))
+    assert _facts(raws, patient_id, slim=True) == whole
 
 
 def test_ehr_export_observation_gives_the_same_lab_slim_or_whole():

@@ -176,3 +176,54 @@ def test_live_vaccine_date_and_not_done_skipped():
     (evidence,) = live_vaccines([fixture("immunization-mmr.json")])
     assert evidence.date == datetime(2026, 11, 15, 10, tzinfo=timezone.utc) and evidence.code == "03"
     assert live_vaccines([model({**raw("immunization-mmr.json"), "status": "not-done"})]) == []
+
+
+# --- live vaccines ordered (MedicationRequest), not only given (Immunization)
+
+CVX = "http://hl7.org/fhir/sid/cvx"
+
+
+def vaccine_order(code, text, *, status="active", oid="mr-vax"):
+    from tests.fhir_mappings.fhirdata import medication_request
+
+    return medication_request({"coding": [{"system": CVX, "code": code}], "text": text}, oid=oid, status=status,
+                              authoredOn="2026-09-01")
+
+
+def build(record, drafts=()):
+    from fhir_mappings import build_facts
+    from fhir_mappings.resources import parse_resources
+
+    parsed, problems = parse_resources(record, PATIENT, now=NOW, slim=True)
+    draft_models, _ = parse_resources(drafts, PATIENT)
+    assert problems == []
+    return build_facts(parsed, draft_models, PATIENT, NOW)
+
+
+def test_active_order_for_a_live_vaccine_counts_whatever_its_date():
+    facts = build([vaccine_order("03", "MMR II")])  # authored 85 days ago, still an active order
+    (evidence,) = facts.ordered_live_vaccines
+    assert evidence.label == "MMR II (active order)" and evidence.code == "03" and evidence.ref == "MedicationRequest/mr-vax"
+
+
+def test_draft_order_for_a_live_vaccine_and_cvx_written_one_digit_wide():
+    facts = build([], drafts=[vaccine_order("3", "measles, mumps and rubella virus vaccine", status="draft")])
+    assert [e.label for e in facts.ordered_live_vaccines] == ["measles, mumps and rubella virus vaccine (draft order)"]
+
+
+@pytest.mark.parametrize("status", ["completed", "stopped", "cancelled"])
+def test_finished_vaccine_orders_do_not_count(status):
+    assert build([vaccine_order("03", "MMR II", status=status)]).ordered_live_vaccines == ()
+
+
+def test_inactivated_vaccine_order_does_not_count():
+    assert build([vaccine_order("141", "influenza, seasonal, injectable")]).ordered_live_vaccines == ()
+
+
+def test_live_vaccine_order_through_a_contained_medication():
+    order = vaccine_order("03", "unused")
+    del order["medicationCodeableConcept"]
+    order["contained"] = [{"resourceType": "Medication", "id": "vax",
+                           "code": {"coding": [{"system": CVX, "code": "21"}], "text": "varicella virus vaccine"}}]
+    order["medicationReference"] = {"reference": "#vax"}
+    assert [e.code for e in build([order]).ordered_live_vaccines] == ["21"]
