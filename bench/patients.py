@@ -101,7 +101,7 @@ MEDICATIONS: tuple[tuple[str, str, str], ...] = (
     ("308182", "amoxicillin 250 MG Oral Capsule", "1 capsule by mouth three times daily"),
     ("198211", "simvastatin 40 MG Oral Tablet", "1 tablet by mouth at bedtime"),
     ("308136", "amlodipine 2.5 MG Oral Tablet", "1 tablet by mouth daily"),
-    ("1049630", "diphenhydramine hydrochloride 25 MG Oral Capsule", "2 capsules by mouth at bedtime as needed"),
+    ("1049909", "diphenhydramine hydrochloride 25 MG Oral Capsule", "2 capsules by mouth at bedtime as needed"),
     ("310273", "famotidine 20 MG Oral Tablet", "1 tablet by mouth twice daily"),
 )
 
@@ -435,7 +435,7 @@ def draft_orders(patient_id: str, now: datetime) -> dict[str, Any]:
         }],
     }
     premeds = [
-        ("draft-h1", "1049630", "diphenhydramine hydrochloride 25 MG Oral Capsule",
+        ("draft-h1", "1049909", "diphenhydramine hydrochloride 25 MG Oral Capsule",
          "50 mg by mouth 1 hour before ixabepilone"),
         ("draft-h2", "310273", "famotidine 20 MG Oral Tablet", "20 mg by mouth 1 hour before ixabepilone"),
     ]

@@ -108,6 +108,14 @@ _BY_CODE, _BY_NAME, _DRUG_IDS, _NAME_PATTERN = _load(DATA_FILE)
 _NAME_RE = re.compile(_NAME_PATTERN)
 
 
+_DISPLAY = {drug: spec["names"][0] for drug, spec in json.loads(DATA_FILE.read_text())["drugs"].items()}
+
+
+def drug_name(drug_id: str) -> str:
+    """The name to show for a drug id of drugs.json ("st-johns-wort" -> "st john's wort")."""
+    return _DISPLAY.get(drug_id, drug_id)
+
+
 def known_drug_ids() -> frozenset[str]:
     """Every id a DrugUse or Allergy may carry (the keys of drugs.json)."""
     return _DRUG_IDS

@@ -11,6 +11,7 @@ from typing import Iterator
 
 from cds_services.findings import Finding
 from cds_services.knowledge import Interaction, Knowledge
+from fhir_mappings.drugs import drug_name
 from fhir_mappings.facts import DrugUse, PatientFacts
 
 from .assess import adjusted_dose, chronic_inducers, matches_of, strong_inhibitor_uses
@@ -36,7 +37,7 @@ CLASS_TEXT = {
 
 def _line(use: DrugUse, hits: list[Interaction]) -> str:
     notes = "; ".join(
-        f"{h.drug} {cite(h.source, h.section)}" + (f" ({h.note})" if h.note else "") for h in hits
+        f"{drug_name(h.drug)} {cite(h.source, h.section)}" + (f" ({h.note})" if h.note else "") for h in hits
     )
     return f"- {use_line(use, notes)}"
 
@@ -48,7 +49,7 @@ def cyp3a4_strong_inhibitor(facts: PatientFacts, kb: Knowledge) -> Iterator[Find
         return
     dose = kb.thresholds["strong-inhibitor-dose"]  # [L §7] 20 mg/m2
     washout = kb.thresholds["inhibitor-washout"]  # [L §7] about 1 week
-    drugs = names(h.drug for _, hits in matches for h in hits)
+    drugs = names(drug_name(h.drug) for _, hits in matches for h in hits)
     plural = "s" if len({h.drug for _, hits in matches for h in hits}) > 1 else ""
     summary = f"Strong CYP3A4 inhibitor{plural} {drugs}: avoid, or reduce ixabepilone to {num(dose.value)} mg/m2"
     lines = [_line(u, h) for u, h in matches]
@@ -80,7 +81,7 @@ def cyp3a4_strong_inducer(facts: PatientFacts, kb: Knowledge) -> Iterator[Findin
     if not matches:
         return
     top = kb.thresholds["inducer-max-dose"]  # [L §7] up to 60 mg/m2 over 4 h
-    drugs = names(h.drug for _, hits in matches for h in hits)
+    drugs = names(drug_name(h.drug) for _, hits in matches for h in hits)
     plural = "s" if len({h.drug for _, hits in matches for h in hits}) > 1 else ""
     summary = f"Strong CYP3A4 inducer{plural} {drugs}: may lower ixabepilone levels; avoid"
     lines = [_line(u, h) for u, h in matches]
@@ -112,7 +113,7 @@ def cyp3a4_other(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
     matches = matches_of(list(drug_uses(facts)), drugs, kb)
     if not matches:
         return
-    shown = names((f"{h.drug} ({CLASS_TEXT[h.cls].replace(' CYP3A4', '')})" for _, hits in matches for h in hits), limit=2)
+    shown = names((f"{drug_name(h.drug)} ({CLASS_TEXT[h.cls].replace(' CYP3A4', '')})" for _, hits in matches for h in hits), limit=2)
     summary = f"CYP3A4 interaction: {shown} may change ixabepilone levels"
     lines = [_line(u, h) for u, h in matches]
     lines += [

@@ -47,6 +47,12 @@ def test_active_strong_inducer(kb, drug_id):
     assert "St John's wort" in finding.detail
 
 
+def test_cards_name_drugs_not_their_ids(kb):
+    finding = only(list(cyp3a4_strong_inducer(add_meds(make_facts(), drug("st-johns-wort")), kb)), "cyp3a4-strong-inducer")
+    assert "st john's wort" in finding.summary and "st-johns-wort" not in finding.summary
+    assert "st john's wort [L §7]" in finding.detail
+
+
 def test_sources_disagree_note_is_on_the_card(kb):
     finding = only(list(cyp3a4_strong_inducer(add_meds(make_facts(), drug("rifabutin")), kb)), "cyp3a4-strong-inducer")
     assert "Sources disagree" in finding.detail
