@@ -1,0 +1,54 @@
+"""The README's examples and contracts are the code's: they cannot drift apart silently."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from cds_services.security.audit import FIELDS
+from cds_services.security.clients import load_trusted_clients
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+def section(title: str) -> str:
+    start = README.index(f"## {title}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start:end if end != -1 else None]
+
+
+def test_trusted_clients_example_loads_through_the_real_loader():
+    (example,) = re.findall(r"```json\n(.*?)```", section("Security"), flags=re.S)
+    clients = load_trusted_clients(example)
+    client = clients.get("https://ehr.hospital.example/cds-client")
+    assert client is not None and client.tenants == ("hospital-main",)
+    assert client.fhir_servers == ("https://ehr.hospital.example/fhir/R4",)
+
+
+def test_audit_table_lists_exactly_the_audit_fields():
+    rows = re.findall(r"^\| (`[^|]+`) \|", section("Security"), flags=re.M)
+    documented = {name for row in rows for name in re.findall(r"`([a-z_]+)`", row)}
+    assert documented == set(FIELDS)
+
+
+def test_audit_example_line_uses_only_documented_fields():
+    line = re.search(r"Example: `(\{.*?\})`", section("Security")).group(1)
+    record = json.loads(line)
+    assert set(record) - {"level", "logger"} <= set(FIELDS)
+
+
+def test_every_rule_code_is_in_the_table_and_has_a_paragraph():
+    from cds_services.rules import RULES, UNAVAILABLE
+
+    table = section("Rule codes")
+    for code in [r.code for r in RULES] + [UNAVAILABLE]:
+        assert f"| `{code}` |" in table, code
+        assert f"**`{code}`**" in table, code
+
+
+def test_every_cds_setting_is_documented():
+    from cds_services.config import ENV_VARIABLES
+
+    configuration = section("Configuration (environment, read and checked at start; a bad value stops the service)")
+    missing = [name for name in ENV_VARIABLES if f"`{name}`" not in configuration and name not in configuration]
+    assert missing == []
