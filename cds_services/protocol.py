@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -35,6 +36,12 @@ def read_json(content_type: str | None, data: bytes, max_depth: int) -> Any:
         ) from None
     except RecursionError:  # the C decoder's own guard against very deep nesting
         raise BadRequest(f"JSON nested deeper than {max_depth} levels") from None
+    except ValueError:
+        # int() refuses literals longer than sys.get_int_max_str_digits() (CVE-2020-10735 guard);
+        # JSONDecodeError, also a ValueError, is caught above.
+        raise BadRequest(
+            f"a number in the request body has more than {sys.get_int_max_str_digits()} digits"
+        ) from None
     _check_depth(value, max_depth)
     return value
 
