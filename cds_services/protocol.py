@@ -6,6 +6,7 @@ an integrator can fix the call from the error alone.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ def read_json(content_type: str | None, data: bytes, max_depth: int) -> Any:
     except UnicodeDecodeError:
         raise BadRequest("request body is not valid UTF-8") from None
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError as error:
         raise BadRequest(
             f"malformed JSON at line {error.lineno} column {error.colno}: {error.msg}"
@@ -43,6 +44,23 @@ def read_json(content_type: str | None, data: bytes, max_depth: int) -> Any:
             f"a number in the request body has more than {sys.get_int_max_str_digits()} digits"
         ) from None
     _check_depth(value, max_depth)
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    """Python's decoder accepts NaN, Infinity and -Infinity; JSON does not (RFC 8259 §6).
+
+    Let in, NaN compares false with every threshold, and either would be
+    echoed back as invalid JSON in a suggestion that carries the draft order.
+    """
+    raise BadRequest(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number too large for a double (1e400) would become inf: refused like Infinity."""
+    value = float(text)
+    if math.isinf(value):
+        raise BadRequest(f"the number {text[:40]} is too large")
     return value
 
 

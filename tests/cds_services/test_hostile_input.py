@@ -253,3 +253,18 @@ def test_integer_with_thousands_of_digits_is_400_not_500(hostile, sample_request
         checked(response, {200})
     else:
         assert "number" in checked(response, {400})["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400", "-1e999"])
+def test_nan_and_infinity_are_not_json_400(hostile, sample_request, literal):
+    """Found by hypothesis: Python's decoder accepts NaN and Infinity (not JSON, RFC 8259 §6) and
+    turns 1e400 into inf; either could reach a lab value or be echoed back in a suggestion."""
+    text = json.dumps(sample_request).replace('"value": 80,', f'"value": {literal},', 1)
+    assert literal in text
+    body = checked(post_bytes(hostile, SIGN, text.encode()), {400})
+    assert "number" in body["issue"][0]["diagnostics"]
+
+
+def test_large_finite_numbers_are_still_accepted(hostile, sample_request):
+    text = json.dumps(sample_request)[:-1] + ', "n": [1e308, -1.7976931348623157e308, 5e-324, 0.0, -0.0]}'
+    assert_right_cards(service_cards(post_bytes(hostile, SIGN, text.encode())))
