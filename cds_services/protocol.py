@@ -44,6 +44,8 @@ def read_json(content_type: str | None, data: bytes, max_depth: int) -> Any:
             f"a number in the request body has more than {sys.get_int_max_str_digits()} digits"
         ) from None
     _check_depth(value, max_depth)
+    if _SURROGATE_ESCAPE.search(text):
+        _check_surrogates(value)
     return value
 
 
@@ -62,6 +64,34 @@ def _finite_float(text: str) -> float:
     if math.isinf(value):
         raise BadRequest(f"the number {text[:40]} is too large")
     return value
+
+
+# A \uD800-\uDFFF escape in the text; only then can a decoded string hold a lone surrogate
+# (UTF-8 bytes of one are already refused by the strict decode). Escaped backslashes may
+# match too: the walk below decides.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_surrogates(value: Any) -> None:
+    """Refuse strings holding an unpaired UTF-16 surrogate (I-JSON, RFC 7493 §2.1).
+
+    json.loads joins an escaped pair into one character, so any surrogate left
+    is unpaired; such a string cannot be encoded as UTF-8, so storing or
+    logging it failed (a 500 on feedback).
+    """
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is str:
+            if _LONE_SURROGATE.search(node):
+                raise BadRequest("a string in the request body holds an unpaired surrogate (a lone \\uD800-\\uDFFF escape)")
+        elif kind is dict:
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif kind is list:
+            stack.extend(node)
 
 
 def _check_depth(value: Any, max_depth: int) -> None:

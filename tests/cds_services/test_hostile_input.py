@@ -242,6 +242,35 @@ def _url_status(url: str) -> set[int]:
 
 # --- regressions: bugs these tests found -------------------------------------------
 
+@pytest.mark.parametrize("where", ["card", "userComment", "extension-key"])
+def test_lone_surrogate_in_feedback_is_400_not_500(hostile, where):
+    """Found by hypothesis: "\\ud800" decodes to a string that cannot be stored as UTF-8 (500)."""
+    body = feedback_body()
+    item = body["feedback"][0]
+    if where == "card":
+        item["card"] = "\ud800"
+    elif where == "userComment":
+        item["overrideReason"] = {"userComment": "reason \udfff"}
+    else:
+        item["extension"] = {"\udc00": 1}
+    body = checked(post(hostile, SIGN_FEEDBACK, body), {400})
+    assert "unpaired surrogate" in body["issue"][0]["diagnostics"]
+
+
+def test_lone_surrogate_in_a_service_call_is_400(hostile, sample_request):
+    body = replaced(sample_request, ("context", "userId"), "Practitioner/\ud83d")
+    assert "unpaired surrogate" in checked(post(hostile, SIGN, body), {400})["issue"][0]["diagnostics"]
+
+
+def test_surrogate_pair_escapes_are_valid_json(hostile, sample_request):
+    """Only unpaired surrogates are refused: an escaped pair is one astral character (RFC 8259 §7)."""
+    text = json.dumps(replaced(sample_request, ("context", "userId"), "Practitioner/\U0001f9ec"))
+    assert "\\ud83e\\uddec" in text
+    assert_right_cards(service_cards(post_bytes(hostile, SIGN, text.encode())))
+    escaped_backslash = json.dumps(replaced(sample_request, ("context", "userId"), "Practitioner/\\ud800"))
+    assert_right_cards(service_cards(post_bytes(hostile, SIGN, escaped_backslash.encode())))
+
+
 @pytest.mark.parametrize("url", [SIGN, SIGN_FEEDBACK])
 @pytest.mark.parametrize("digits", [4300, 4301, 100_000])
 def test_integer_with_thousands_of_digits_is_400_not_500(hostile, sample_request, url, digits):
