@@ -12,6 +12,7 @@ import importlib.util
 import os
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -111,3 +112,97 @@ def fhir_patients(fhir_server: Any) -> LoadedPatients:
     ids = fhir_server_script.load_patients(fhir_server, now=now)
     TIMINGS["load"] = time.monotonic() - began
     return LoadedPatients(now=now, ids=tuple(ids))
+
+
+# ---------------------------------------------------------------- the service against the real server
+
+ORDER_SIGN = "/cds-services/ixabepilone-order-sign"
+
+
+@pytest.fixture(scope="session")
+def service_factory(tmp_path_factory: pytest.TempPathFactory, in_ci: bool) -> Iterator[Any]:
+    """Build apps like tests/conftest.py's ``make_app`` (own SQLite file, no JWTs), but once per session.
+
+    ``service_factory(settings, clock)``: ``settings`` overrides the defaults
+    (give ``fhir_servers`` and ``allow_http_fhir`` for the local server); the
+    apps are closed when the session ends.
+    """
+    try:
+        from app import create_app
+        from cds_services.runtime import EXTENSION
+    except ModuleNotFoundError as exc:  # the mapping layer is still being written
+        if exc.name and exc.name.startswith("fhir_mappings") and not in_ci:
+            pytest.skip(f"the service cannot be imported yet: {exc}")
+        raise
+    apps = []
+
+    def _make(settings: dict[str, Any], clock: Any) -> Any:
+        base = {
+            "database_url": f"sqlite:///{tmp_path_factory.mktemp('service')}/feedback.sqlite3",
+            "allow_unauthenticated": True,
+        }
+        application = create_app({**base, **settings}, environ={}, clock=clock)
+        application.testing = True
+        apps.append(application)
+        return application
+
+    yield _make
+    for application in apps:
+        application.extensions[EXTENSION].close()
+
+
+@pytest.fixture(scope="session")
+def local_service(service_factory: Any, fhir_server: Any, fhir_patients: LoadedPatients) -> Any:
+    """A test client of the service allowed to call the local FHIR server, its clock at the patients' ``now``."""
+    application = service_factory(
+        {"fhir_servers": (fhir_server.base_url,), "allow_http_fhir": True}, clock=lambda: fhir_patients.now
+    )
+    return application.test_client()
+
+
+@pytest.fixture(scope="session")
+def prefetch_templates(local_service: Any) -> dict[str, str]:
+    """The order-sign service's prefetch templates, as discovery (GET /cds-services) publishes them."""
+    response = local_service.get("/cds-services")
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    (service,) = [s for s in response.get_json()["services"] if s["id"] == ORDER_SIGN.rsplit("/", 1)[1]]
+    return dict(service["prefetch"])
+
+
+def hook_body(
+    patient_id: str,
+    order: dict[str, Any],
+    fhir_base: str | None,
+    token: str | None,
+    prefetch: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An order-sign request as an EHR sends it: ``fhirServer`` and ``fhirAuthorization`` only when given."""
+    body: dict[str, Any] = {
+        "hookInstance": str(uuid.uuid4()),
+        "hook": "order-sign",
+        "context": {
+            "userId": "Practitioner/onc-1",
+            "patientId": patient_id,
+            "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": order}]},
+        },
+    }
+    if fhir_base is not None:
+        body["fhirServer"] = fhir_base
+    if token is not None:
+        body["fhirAuthorization"] = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "ixabepilone-cds",
+            "patient": patient_id,
+        }
+    if prefetch is not None:
+        body["prefetch"] = prefetch
+    return body
+
+
+@pytest.fixture(scope="session")
+def make_hook() -> Any:
+    """``make_hook(patient_id, order, fhir_base, token, prefetch=None)``: see :func:`hook_body`."""
+    return hook_body
