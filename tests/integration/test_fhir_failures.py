@@ -1,0 +1,170 @@
+"""When the EHR's FHIR server fails us: down, slow, or refusing the token.
+
+The service cannot check a patient it cannot read, and must say so plainly
+rather than answer "no cards" (which an EHR shows as "nothing wrong") or a 500.
+What it promises (README "Prefetch and errors"; ``cds_services/prefetch.py``):
+a **412** whose OperationOutcome names every prefetch key it could not read and
+why, within the configured timeouts, never echoing the token.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+SERVICE = "/cds-services/ixabepilone-order-sign"
+READ_TIMEOUT = 0.4  # s, CDS_FHIR_READ_TIMEOUT for the slow-server test
+SLOW_SERVER_DELAY = 10.0  # s the slow server would take; released at teardown
+
+
+def unreadable(reason: str, keys: list[str]) -> dict[str, Any]:
+    """The 412 body when ``keys`` could not be read from fhirServer, each for ``reason``."""
+    keys = sorted(keys)
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{
+            "severity": "error",
+            "code": "incomplete",
+            "diagnostics": "could not read the data the checks need from the FHIR server: "
+            + "; ".join(f"{key}: {reason}" for key in keys),
+            "expression": [f"prefetch.{key}" for key in keys],
+        }],
+    }
+
+
+@pytest.fixture(scope="module")
+def closed_port() -> Iterator[int]:
+    """A loopback port bound but not listening: connections are refused, and no one else can take it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+class SlowServer:
+    """A FHIR server that accepts connections and then says nothing for ``SLOW_SERVER_DELAY`` seconds."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.requests: list[str] = []
+        slow = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                slow.requests.append(self.path)
+                slow.release.wait(SLOW_SERVER_DELAY)
+                body = b'{"resourceType": "Bundle", "type": "searchset", "total": 0}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/fhir+json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/fhir"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="slow-fhir", daemon=True)
+
+    def __enter__(self) -> SlowServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def slow_server() -> Iterator[SlowServer]:
+    with SlowServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def keys(prefetch_templates) -> list[str]:
+    return sorted(prefetch_templates)
+
+
+# ---------------------------------------------------------------- down
+
+
+def test_server_down_is_a_412_naming_every_key(service_factory, make_hook, fhir_patients, closed_port, keys):
+    down = f"http://127.0.0.1:{closed_port}/fhir"
+    client = service_factory({"fhir_servers": (down,), "allow_http_fhir": True}, clock=lambda: fhir_patients.now).test_client()
+    began = time.monotonic()
+    response = client.post(SERVICE, json=make_hook("ixa-clean", fhir_patients.order("ixa-clean"), down, "any-token"))
+    assert time.monotonic() - began < 3.05  # refused at once, well inside the connect timeout
+    assert response.status_code == 412
+    assert response.get_json() == unreadable("could not connect to the FHIR server", keys)
+
+
+def test_server_down_with_partial_prefetch_names_only_the_keys_not_sent(
+    service_factory, make_hook, fhir_tools, fhir_server, fhir_patients, closed_port, prefetch_templates
+):
+    down = f"http://127.0.0.1:{closed_port}/fhir"
+    client = service_factory({"fhir_servers": (down,), "allow_http_fhir": True}, clock=lambda: fhir_patients.now).test_client()
+    given = {}
+    for key in ("patient", "labs", "medicationRequests"):
+        query = prefetch_templates[key].replace("{{context.patientId}}", "ixa-clean")
+        status, given[key] = fhir_tools.request(fhir_server, None, "GET", query)
+        assert status == 200
+    response = client.post(SERVICE, json=make_hook("ixa-clean", fhir_patients.order("ixa-clean"), down, "any-token", given))
+    assert response.status_code == 412
+    assert response.get_json() == unreadable(
+        "could not connect to the FHIR server", [key for key in prefetch_templates if key not in given]
+    )
+
+
+# ---------------------------------------------------------------- slow
+
+
+def test_slow_server_times_out_within_the_read_timeout(service_factory, make_hook, fhir_patients, slow_server, keys):
+    client = service_factory(
+        {
+            "fhir_servers": (slow_server.base_url,),
+            "allow_http_fhir": True,
+            "fhir_connect_timeout": READ_TIMEOUT,
+            "fhir_read_timeout": READ_TIMEOUT,
+        },
+        clock=lambda: fhir_patients.now,
+    ).test_client()
+    began = time.monotonic()
+    response = client.post(
+        SERVICE, json=make_hook("ixa-clean", fhir_patients.order("ixa-clean"), slow_server.base_url, "any-token")
+    )
+    elapsed = time.monotonic() - began
+    # All keys are read side by side: the wait is one read timeout, not ten.
+    assert READ_TIMEOUT <= elapsed < READ_TIMEOUT + 1.5, elapsed
+    assert response.status_code == 412
+    assert response.get_json() == unreadable("FHIR server did not answer in time", keys)
+    # The time went into waiting on the server, not into failing early: every query reached it.
+    assert len(slow_server.requests) == len(keys)
+    assert all(
+        ("patient=ixa-clean" in path or path == "/fhir/Patient/ixa-clean") and path.startswith("/fhir/")
+        for path in slow_server.requests
+    ), slow_server.requests
+
+
+# ---------------------------------------------------------------- 401
+
+
+@pytest.mark.parametrize("token", ["not-the-servers-token", None], ids=["wrong-token", "no-fhirAuthorization"])
+def test_token_refused_by_the_real_server_is_a_412_not_a_500(local_service, make_hook, fhir_server, fhir_patients, keys, token):
+    response = local_service.post(
+        SERVICE, json=make_hook("ixa-clean", fhir_patients.order("ixa-clean"), fhir_server.base_url, token)
+    )
+    assert response.status_code == 412
+    assert response.get_json() == unreadable("FHIR server refused access (401)", keys)
+    assert "WWW-Authenticate" not in response.headers  # the caller's credentials to us were fine
+    if token:
+        assert token not in response.get_data(as_text=True)
