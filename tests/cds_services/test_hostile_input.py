@@ -16,7 +16,6 @@ import io
 import json
 import threading
 import time
-from datetime import datetime, timedelta
 from typing import Any, Callable
 from urllib.parse import quote, quote_from_bytes
 
