@@ -70,22 +70,36 @@ def in_ci_fixture() -> bool:
     return in_ci()
 
 
+def _unavailable(exc: Exception) -> None:
+    message = f"local FHIR server unavailable: {exc}"
+    if in_ci():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(f"{message} (under CI=true this fails)")
+
+
 @pytest.fixture(scope="session")
-def fhir_server() -> Iterator[Any]:
-    """A fresh server on 127.0.0.1 (base_url, token, pid); stopped at the end of the session."""
+def fhir_installed() -> Path:
+    """The server installed in .fhir-venv (its python); for tests that start their own, like the demo's."""
     fs = fhir_server_script
     began = time.monotonic()
     try:
-        fs.install()
-        TIMINGS["install"] = time.monotonic() - began
+        python = fs.install()
+    except fs.FhirServerError as exc:
+        _unavailable(exc)
+    TIMINGS.setdefault("install", time.monotonic() - began)
+    return python
+
+
+@pytest.fixture(scope="session")
+def fhir_server(fhir_installed: Path) -> Iterator[Any]:
+    """A fresh server on 127.0.0.1 (base_url, token, pid); stopped at the end of the session."""
+    fs = fhir_server_script
+    try:
         started = time.monotonic()
         server = fs.start()
         TIMINGS["start"] = time.monotonic() - started
     except fs.FhirServerError as exc:
-        message = f"local FHIR server unavailable: {exc}"
-        if in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(f"{message} (under CI=true this fails)")
+        _unavailable(exc)
     try:
         yield server
     finally:
