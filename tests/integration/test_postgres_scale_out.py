@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
+import textwrap
 import threading
 import time
 import uuid
@@ -30,10 +32,13 @@ from types import ModuleType
 from typing import Any, Callable, Iterator
 
 import pytest
+import yaml
 from flask import Flask
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import create_engine, event, inspect, select, text
+from sqlalchemy.engine import make_url
 
 from app import create_app
+from cds_services.config import ENV_VARIABLES, load_settings
 from cds_services.feedback import feedback_table
 from cds_services.runtime import EXTENSION
 from cds_services.security.replay import SqlReplayStore, replay_table
@@ -41,6 +46,7 @@ from cds_services.security.testing import SigningKey, bearer, client_claims, gen
 from tests.support import rule_codes
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+DOC = ROOT / "docs" / "scale-out.md"
 ISS = "https://ehr.example.org"
 # Behind the load balancer every replica is called at the public URL; the
 # token's aud names it, not the pod (CDS_PUBLIC_BASE_URL).
@@ -99,18 +105,28 @@ def postgres(request: pytest.FixtureRequest, in_ci: bool) -> Iterator[Any]:
 
 
 @pytest.fixture
-def database_url(postgres: Any) -> Iterator[str]:
-    """A new, empty database per test: no tables yet, as on a first deployment."""
-    name = f"cds_{uuid.uuid4().hex[:12]}"
+def new_database(postgres: Any) -> Iterator[Callable[[], str]]:
+    """Makes new, empty databases (no tables yet, as on a first deployment); dropped at teardown."""
     admin = create_engine(postgres.url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield postgres.url(name)
-    finally:
+    names: list[str] = []
+
+    def _new() -> str:
+        name = f"cds_{uuid.uuid4().hex[:12]}"
         with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        names.append(name)
+        return postgres.url(name)
+
+    yield _new
+    with admin.connect() as conn:
+        for name in names:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    admin.dispose()
+
+
+@pytest.fixture
+def database_url(new_database: Callable[[], str]) -> str:
+    return new_database()
 
 
 @pytest.fixture(scope="module")
@@ -130,13 +146,13 @@ def replica_environ(database_url: str, key: SigningKey) -> dict[str, str]:
 
 
 @pytest.fixture
-def start_replica(database_url: str, key: SigningKey, now: datetime) -> Iterator[Callable[[], Flask]]:
-    """Builds replicas on the test's database; closes them (engines included) at teardown."""
+def start_replica(database_url: str, key: SigningKey, now: datetime) -> Iterator[Callable[..., Flask]]:
+    """Builds replicas on the test's database (or ``url``); closes them (engines included) at teardown."""
     replicas: list[Flask] = []
     lock = threading.Lock()
 
-    def _start() -> Flask:
-        replica = create_app(environ=replica_environ(database_url, key), clock=lambda: now)
+    def _start(url: str | None = None) -> Flask:
+        replica = create_app(environ=replica_environ(url or database_url, key), clock=lambda: now)
         replica.testing = True
         with lock:
             replicas.append(replica)
@@ -350,3 +366,82 @@ def test_feedback_with_a_card_id_postgresql_cannot_store_is_a_400(start_replica,
     replica = start_replica()
     response = post(replica, FEEDBACK, {"feedback": [feedback_item(card)]}, token_for(key, FEEDBACK))
     assert response.status_code == 400
+
+
+# ---------------------------------------------------------------- docs/scale-out.md says what the code does
+
+
+def doc_block(language: str) -> str:
+    """The one fenced ``language`` block of docs/scale-out.md."""
+    text_ = DOC.read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in text_.split(f"```{language}\n")[1:]]
+    assert len(blocks) == 1, f"expected one {language} block in {DOC.name}"
+    return textwrap.dedent(blocks[0])
+
+
+def table_shapes(url: str) -> dict[str, Any]:
+    engine = create_engine(url)
+    try:
+        found = inspect(engine)
+        return {
+            table: {
+                "columns": [(c["name"], str(c["type"]), c["nullable"]) for c in found.get_columns(table)],
+                "primary_key": found.get_pk_constraint(table)["constrained_columns"],
+                "indexes": sorted((i["name"], tuple(i["column_names"]), i["unique"]) for i in found.get_indexes(table)),
+            }
+            for table in (feedback_table.name, replay_table.name)
+        }
+    finally:
+        engine.dispose()
+
+
+def test_the_documented_ddl_and_grants_are_all_a_replica_needs(start_replica, new_database, key, sample_request):
+    """For DBAs who create the tables themselves: the doc's DDL is what the code would create, and a role
+    with only the documented grants (no CREATE) runs hook and feedback calls."""
+    by_code, by_doc = new_database(), new_database()
+    start_replica(by_code)  # creates the tables as the service does
+
+    owner = create_engine(by_doc, isolation_level="AUTOCOMMIT")
+    role, password = f"cds_app_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    try:
+        with owner.connect() as conn:
+            for statement in filter(str.strip, doc_block("sql").split(";")):
+                conn.execute(text(statement))
+            conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+            conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+            conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON feedback, jwt_replay TO {role}"))
+            conn.execute(text(f"GRANT USAGE ON SEQUENCE feedback_id_seq TO {role}"))
+        assert table_shapes(by_doc) == table_shapes(by_code)
+
+        as_role = make_url(by_doc).set(username=role, password=password).render_as_string(hide_password=False)
+        replica = start_replica(as_role)
+        assert post(replica, SIGN, sample_request, token_for(key, SIGN)).status_code == 200
+        body = {"feedback": [feedback_item("card-granted")]}
+        assert post(replica, FEEDBACK, body, token_for(key, FEEDBACK)).status_code == 200
+        replica.extensions[EXTENSION].close()
+        replica.extensions[EXTENSION].verifier._replay._engine.dispose()
+    finally:
+        with owner.connect() as conn:
+            conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :role"), {"role": role})
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
+        owner.dispose()
+
+
+def test_the_documented_deployment_env_is_what_the_service_reads(database_url):
+    """Every variable the doc names exists (CDS_ in config.py, the others in gunicorn.conf.py), and the
+    Deployment's env, with the Secret and the mounted file filled in, passes the start checks."""
+    named = set(re.findall(r"\b(?:CDS|WEB|GUNICORN)_[A-Z_]+\b|\bHOST\b|\bPORT\b", DOC.read_text(encoding="utf-8")))
+    gunicorn_conf = (ROOT / "gunicorn.conf.py").read_text(encoding="utf-8")
+    assert {n for n in named if n.startswith("CDS_")} <= set(ENV_VARIABLES)
+    assert all(f"'{n}'" in gunicorn_conf or f'"{n}"' in gunicorn_conf for n in named if not n.startswith("CDS_"))
+
+    deployment = next(yaml.safe_load_all(doc_block("yaml")))
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    environ = {e["name"]: e.get("value", database_url) for e in container["env"]}  # the Secret holds the URL
+    assert environ.pop("CDS_REPLAY_STORE") == "database"
+    environ["CDS_TRUSTED_CLIENTS"] = json.dumps([{"iss": ISS, "jwks": make_jwks(generate_ec_key())}])  # the mount
+    settings = load_settings({k: v for k, v in environ.items() if k.startswith("CDS_")}, {"replay_store": "database"})
+    assert settings.public_base_url == "https://cds.hospital.example"
+    assert container["readinessProbe"]["httpGet"]["path"] == container["livenessProbe"]["httpGet"]["path"] == "/healthz"
