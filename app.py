@@ -74,7 +74,7 @@ def create_app(
 
         clients = load_trusted_clients(settings.trusted_clients)
         replay = (
-            SqlReplayStore(create_engine(database_url))
+            SqlReplayStore(create_engine(database_url, pool_pre_ping=True))  # survive a database restart
             if settings.replay_store == "database"
             else MemoryReplayStore()
         )

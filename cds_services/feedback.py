@@ -88,6 +88,9 @@ def parse_feedback(body: Any) -> list[FeedbackItem]:
         card = item.get("card")
         if not isinstance(card, str) or not card.strip():
             raise BadRequest(f"{where}.card is required (the card's uuid)", expression=[f"{where}.card"])
+        if len(card) > 200 or not card.isprintable():  # the card_uuid column is VARCHAR(200); no NUL
+            raise BadRequest(f"{where}.card must be a card uuid (at most 200 printable characters)",
+                             expression=[f"{where}.card"])
         outcome = item.get("outcome")
         if outcome not in OUTCOMES:
             raise BadRequest(f"{where}.outcome must be 'accepted' or 'overridden'", expression=[f"{where}.outcome"])

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from fhir_mappings import build_facts
-from fhir_mappings.drugs import drugs_of
+from fhir_mappings.drugs import drugs_of, may_name_drug
 from fhir_mappings.resources import parse_resources, resources_from_bundle
 
 from .cards import build_cards
@@ -22,7 +22,7 @@ from .fhir_client import FhirClient
 from .findings import Finding
 from .prefetch import gather
 from .protocol import HookRequest
-from .rules import evaluate
+from .rules import evaluate, unreadable_order
 
 IXABEPILONE = "ixabepilone"
 
@@ -84,6 +84,13 @@ def run_hook(
     drafts = [r for r in parsed_drafts if r.get_resource_type() != "Medication"]
     scope = orders_in_scope(request, drafts, medications, kb.interacting_drugs)
     if scope is None:
+        # An ixabepilone draft we could not read must not turn into silence: say so.
+        parsed_refs = {f"{r.get_resource_type()}/{r.id}" for r in parsed_drafts if r.id}
+        lost = [raw for raw in draft_raw if isinstance(raw, dict)
+                and f"{raw.get('resourceType')}/{raw.get('id')}" not in parsed_refs and may_name_drug(raw, "ixabepilone")]
+        if lost and draft_problems:
+            findings = unreadable_order(draft_problems, kb)
+            return HookResult(cards=build_cards(findings, kb), findings=findings, fetched_keys=[])
         return HookResult(cards=[], findings=[], fetched_keys=[])
 
     gathered = gather(request, prefetch_templates(), client, allowed_servers, allow_http)

@@ -159,6 +159,28 @@ def may_name_known_drug(concept: Any) -> bool:
     return isinstance(text, str) and bool(identify_text(text))
 
 
+def may_name_drug(raw: Any, drug_id: str) -> bool:
+    """Does a raw resource (as JSON, possibly not valid FHIR) name ``drug_id`` by a known code or name anywhere?
+
+    For resources that could not be parsed: deciding whether their loss must be reported.
+    """
+    if identify_text(json.dumps(raw, ensure_ascii=False, default=str)) & {drug_id}:
+        return True
+    stack = [raw]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            system, code = node.get("system"), node.get("code")
+            if isinstance(system, str) and isinstance(code, str):
+                key = _code_key(_SYSTEM_ALIASES.get(system, system), code)
+                if key and drug_id in _BY_CODE.get(key, ()):
+                    return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
 def _system(coding: Any) -> str | None:
     system = coding.system
     return _SYSTEM_ALIASES.get(system, system) if system else None

@@ -185,6 +185,9 @@ def _wanted(raw: Mapping[str, Any], record: bool) -> bool:
     Draft orders (``record`` False) are all parsed: they are few, and each is the clinician's.
     """
     rtype = raw.get("resourceType")
+    status = raw.get("status")
+    if status is not None and not isinstance(status, str):
+        return True  # not a code: parse it, so the parser reports it (an array is unhashable in a set test)
     if rtype == "Observation":
         return raw.get("status") in USABLE_STATUS and any(
             c in OBSERVATION_LOINC for c in _codes(raw.get("code"), LOINC))

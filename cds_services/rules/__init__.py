@@ -79,6 +79,12 @@ def _merge_unavailable(items: list[Finding], kb: Knowledge) -> Finding:
     return make(kb, UNAVAILABLE, "info", clip(summary), detail)
 
 
+def unreadable_order(problems: Iterable[str], kb: Knowledge) -> list[Finding]:
+    """The check-unavailable card when the ixabepilone order itself could not be read: no check ran."""
+    items = [unavailable(kb, "ixabepilone order unreadable", p) for p in problems]
+    return [_merge_unavailable(items, kb)] if items else []
+
+
 def evaluate(facts: PatientFacts, kb: Knowledge) -> list[Finding]:
     """Run every rule; critical, then warning, then info (stable within a level)."""
     if not facts.orders:

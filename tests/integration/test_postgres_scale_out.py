@@ -342,12 +342,6 @@ def test_feedback_survives_postgresql_dropping_the_connections(start_replica, ke
     assert len(replica.extensions[EXTENSION].feedback.all()) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py builds the replay store's engine without pool_pre_ping: after PostgreSQL drops "
-    "the pooled connections (restart, failover, idle reaper) the next hook call on each replica "
-    "fails with a 500 instead of reconnecting",
-)
 def test_hook_calls_survive_postgresql_dropping_the_connections(start_replica, key, sample_request, database_url):
     replica = start_replica()
     assert post(replica, SIGN, sample_request, token_for(key, SIGN)).status_code == 200
@@ -355,12 +349,6 @@ def test_hook_calls_survive_postgresql_dropping_the_connections(start_replica, k
     assert post(replica, SIGN, sample_request, token_for(key, SIGN)).status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cds_services/feedback.py parse_feedback() accepts any non-blank card id, but the card_uuid "
-    "column is VARCHAR(200) and PostgreSQL refuses NUL in text: such feedback is a 500 on PostgreSQL "
-    "(SQLite stores it), where it should be a 400",
-)
 @pytest.mark.parametrize("card", ["c" * 201, "card\x00id"], ids=["201-chars", "nul"])
 def test_feedback_with_a_card_id_postgresql_cannot_store_is_a_400(start_replica, key, card):
     replica = start_replica()

@@ -108,3 +108,11 @@ def test_log_audit_writes_one_json_line_on_cds_audit(caplog):
     assert "access_token" not in payload
     assert payload["note"] == REDACTED
     assert TOKEN not in line and TOKEN not in caplog.text
+
+
+def test_string_fields_are_cut_so_a_refused_request_cannot_flood_the_log():
+    from cds_services.security.audit import audit_record
+
+    record = audit_record(event="hook", hook_instance="x" * 500_000, patient_id="p" * 1000)
+    assert len(record["hook_instance"]) == 200 and record["hook_instance"].endswith("\u2026")
+    assert len(record["patient_id"]) == 200
