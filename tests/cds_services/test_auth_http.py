@@ -87,3 +87,12 @@ def test_audit_line_names_rules_and_never_the_token(secured, key, sample_request
     assert token not in line and "opaque" not in line
     for expected in ("platelets-low", ISS, sample_request["hookInstance"], "ixa-demo-1"):
         assert expected in line
+
+
+def test_start_warns_when_the_audience_would_come_from_the_host_header(make_app, key, caplog):
+    trusted = json.dumps([{"iss": ISS, "jwks": make_jwks(key)}])
+    make_app({"allow_unauthenticated": False, "trusted_clients": trusted})
+    assert "CDS_PUBLIC_BASE_URL is not set" in caplog.text
+    caplog.clear()
+    make_app({"allow_unauthenticated": False, "trusted_clients": trusted, "public_base_url": "https://cds.hospital.example"})
+    assert "CDS_PUBLIC_BASE_URL is not set" not in caplog.text
