@@ -30,7 +30,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -153,28 +152,6 @@ def _tail(path: Path, chars: int = 3000) -> str:
 # ---------------------------------------------------------------- the hooks
 
 
-def hook_request(patient_id: str, order: dict[str, Any], fhir: fs.FhirServer) -> dict[str, Any]:
-    """An order-sign call as an EHR makes it without prefetch: fhirServer and its bearer token."""
-    return {
-        "hookInstance": str(uuid.uuid4()),
-        "hook": "order-sign",
-        "fhirServer": fhir.base_url,
-        "fhirAuthorization": {
-            "access_token": fhir.token,
-            "token_type": "Bearer",
-            "expires_in": 300,
-            "scope": "patient/*.read",
-            "subject": "ixabepilone-cds",
-            "patient": patient_id,
-        },
-        "context": {
-            "userId": "Practitioner/onc-1",
-            "patientId": patient_id,
-            "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": order}]},
-        },
-    }
-
-
 def call_hook(service: Service, body: dict[str, Any], timeout: float = 30.0) -> tuple[int, Any]:
     request = urllib.request.Request(
         f"{service.base_url}/cds-services/{HOOK}",
@@ -195,7 +172,7 @@ def call_hook(service: Service, body: dict[str, Any], timeout: float = 30.0) -> 
 
 
 def run_patient(service: Service, fhir: fs.FhirServer, patient_id: str, expected: list[str], now: datetime) -> Outcome:
-    status, body = call_hook(service, hook_request(patient_id, fs.read_order(patient_id, now), fhir))
+    status, body = call_hook(service, fs.hook_body(patient_id, fs.read_order(patient_id, now), fhir.base_url, fhir.token))
     if status != 200:
         issues = body.get("issue", []) if isinstance(body, dict) else []
         reason = "; ".join(str(i.get("diagnostics", "")) for i in issues) or str(body)[:300]

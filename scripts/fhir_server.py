@@ -41,6 +41,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -307,6 +308,39 @@ def read_bundle(path: Path, now: datetime) -> dict[str, Any]:
 def read_order(patient_id: str, now: datetime, directory: Path = PATIENTS_DIR) -> dict[str, Any]:
     """The draft ixabepilone MedicationRequest that fires the hook for this patient (not on the server)."""
     return render(json.loads((directory / f"{patient_id}.order.json").read_text(encoding="utf-8")), now)
+
+
+def hook_body(
+    patient_id: str,
+    order: dict[str, Any],
+    fhir_base: str | None,
+    token: str | None,
+    prefetch: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An order-sign request as an EHR sends it: ``fhirServer`` and ``fhirAuthorization`` only when given."""
+    body: dict[str, Any] = {
+        "hookInstance": str(uuid.uuid4()),
+        "hook": "order-sign",
+        "context": {
+            "userId": "Practitioner/onc-1",
+            "patientId": patient_id,
+            "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": order}]},
+        },
+    }
+    if fhir_base is not None:
+        body["fhirServer"] = fhir_base
+    if token is not None:
+        body["fhirAuthorization"] = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "ixabepilone-cds",
+            "patient": patient_id,
+        }
+    if prefetch is not None:
+        body["prefetch"] = prefetch
+    return body
 
 
 def request(

@@ -12,7 +12,6 @@ import importlib.util
 import os
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -183,37 +182,7 @@ def prefetch_templates(local_service: Any) -> dict[str, str]:
     return dict(service["prefetch"])
 
 
-def hook_body(
-    patient_id: str,
-    order: dict[str, Any],
-    fhir_base: str | None,
-    token: str | None,
-    prefetch: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """An order-sign request as an EHR sends it: ``fhirServer`` and ``fhirAuthorization`` only when given."""
-    body: dict[str, Any] = {
-        "hookInstance": str(uuid.uuid4()),
-        "hook": "order-sign",
-        "context": {
-            "userId": "Practitioner/onc-1",
-            "patientId": patient_id,
-            "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": order}]},
-        },
-    }
-    if fhir_base is not None:
-        body["fhirServer"] = fhir_base
-    if token is not None:
-        body["fhirAuthorization"] = {
-            "access_token": token,
-            "token_type": "Bearer",
-            "expires_in": 300,
-            "scope": "patient/*.read",
-            "subject": "ixabepilone-cds",
-            "patient": patient_id,
-        }
-    if prefetch is not None:
-        body["prefetch"] = prefetch
-    return body
+hook_body = fhir_server_script.hook_body
 
 
 @pytest.fixture(scope="session")
