@@ -55,6 +55,13 @@ def _resources_of(key: str, value: Any) -> list[Any] | None:
     return [value]
 
 
+def _not_sent(missing: Mapping[str, str], why: str, expression: list[str]) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"the checks need prefetch keys that were not sent ({', '.join(sorted(missing))}) and {why}",
+        expression=expression,
+    )
+
+
 def _next_link(value: Any) -> str | None:
     """The ``next`` page URL of a search Bundle, if it has one."""
     if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
@@ -128,12 +135,8 @@ def _server(
     if not request.fhir_server:
         if not missing:
             return None
-        raise PreconditionFailed(
-            "the checks need prefetch keys that were not sent ("
-            + ", ".join(sorted(missing))
-            + ") and the request has no fhirServer to read them from",
-            expression=[f"prefetch.{key}" for key in sorted(missing)],
-        )
+        raise _not_sent(missing, "the request has no fhirServer to read them from",
+                        [f"prefetch.{key}" for key in sorted(missing)])
     try:
         return check_fhir_server(request.fhir_server, allowed_servers, allow_http)
     except FhirServerNotAllowed as refusal:
@@ -141,12 +144,15 @@ def _server(
         log.warning("fhirServer refused: %s", refusal.reason)
         if not missing:
             return None
-        raise PreconditionFailed(
-            "the checks need prefetch keys that were not sent ("
-            + ", ".join(sorted(missing))
-            + ") and fhirServer is not a FHIR server this service is configured to call",
-            expression=["fhirServer"],
-        ) from None
+        raise _not_sent(missing, "fhirServer is not a FHIR server this service is configured to call",
+                        ["fhirServer"]) from None
+
+
+def _not_sent(missing: Mapping[str, str], why: str, expression: list[str]) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"the checks need prefetch keys that were not sent ({', '.join(sorted(missing))}) and {why}",
+        expression=expression,
+    )
 
 
 def _next_link(value: Any) -> str | None:

@@ -69,8 +69,8 @@ def _normalize_text(text: str) -> str:
     return " ".join(text.lower().replace("\u2019", "'").replace("\u2018", "'").split())
 
 
-def _load(path: Path) -> tuple[dict[tuple[str, str], frozenset[str]], dict[str, frozenset[str]], frozenset[str], str]:
-    """Code and name tables from the data file; a malformed entry fails the import."""
+def _load(path: Path) -> tuple[dict[tuple[str, str], frozenset[str]], dict[str, frozenset[str]], dict[str, str], str]:
+    """Code and name tables, and each drug's display name, from the data file; a malformed entry fails the import."""
     data = json.loads(path.read_text())
     drugs: dict[str, Any] = data["drugs"]
     by_code: dict[tuple[str, str], set[str]] = {}
@@ -99,16 +99,14 @@ def _load(path: Path) -> tuple[dict[tuple[str, str], frozenset[str]], dict[str, 
     return (
         {k: frozenset(v) for k, v in by_code.items()},
         {k: frozenset(v) for k, v in by_name.items()},
-        frozenset(drugs),
+        {drug: spec["names"][0] for drug, spec in drugs.items()},
         pattern,
     )
 
 
-_BY_CODE, _BY_NAME, _DRUG_IDS, _NAME_PATTERN = _load(DATA_FILE)
+_BY_CODE, _BY_NAME, _DISPLAY, _NAME_PATTERN = _load(DATA_FILE)
 _NAME_RE = re.compile(_NAME_PATTERN)
-
-
-_DISPLAY = {drug: spec["names"][0] for drug, spec in json.loads(DATA_FILE.read_text())["drugs"].items()}
+_DRUG_IDS = frozenset(_DISPLAY)
 
 
 def drug_name(drug_id: str) -> str:
