@@ -65,6 +65,7 @@ def create_app(
             read_timeout=settings.fhir_read_timeout,
             max_workers=settings.fhir_max_workers,
             max_response_bytes=settings.fhir_max_response_bytes,
+            max_waiting_calls=settings.fhir_max_waiting_calls,
         ),
         session=session,
     )

@@ -12,7 +12,9 @@ import os
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Threads overlap waits on FHIR servers (I/O, the GIL released); CDS_FHIR_MAX_WAITING_CALLS (6) of
+# them at most may wait, so 2 always remain for /healthz and calls whose data was all prefetched.
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = 20  # hard kill of a stuck worker
 graceful_timeout = 20  # SIGTERM: finish in-flight hook calls, then exit
 keepalive = 5

@@ -109,7 +109,7 @@ def call_service(service_id: str) -> ResponseReturnValue:
     cds = runtime()
     result = run_hook(
         hook_request, cds.kb, cds.fhir, cds.clock,
-        _fhir_servers_for(cds), cds.settings.allow_http_fhir,
+        _fhir_servers_for(cds), cds.settings.allow_http_fhir, cds.settings.fhir_deadline,
     )
     request.environ["cds.result"] = result  # for the audit log
     return jsonify({"cards": result.cards})

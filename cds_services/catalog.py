@@ -1,7 +1,7 @@
 """The services we offer and the data each asks the EHR to prefetch.
 
 Both services run the same checks; they differ in the hook they answer and so
-in which draft orders they act on (see :mod:`cds_services.scope`). Their ids
+in which draft orders they act on (see ``orders_in_scope`` in :mod:`cds_services.pipeline`). Their ids
 differ per hook, as discovery requires unique ids.
 """
 from __future__ import annotations
@@ -14,21 +14,22 @@ from fhir_mappings.codes import observation_query_codes, procedure_query_codes
 ORDER_SELECT = "order-select"
 ORDER_SIGN = "order-sign"
 
-# Prefetch keys. Spec 2.0 §prefetch-template: only {{context.x}} tokens, and
-# simple searches (token equality, _sort, _count). A date filter cannot be
-# expressed with a context token, so recent data is asked for by sorting
-# newest first and counting; the freshness windows are applied by the rules.
-# Every search names a _count so a server's small default page (often 20)
-# does not cut a long medication list; a Bundle that still has a next page
-# is followed or reported (prefetch.py).
+# Prefetch keys, one per kind of record data the checks read (fhir_mappings.facts.DATA_KINDS).
+# Spec 2.0 §prefetch-query-restrictions RECOMMENDS a subset every EHR can
+# fill: {{context.x}} tokens, reference and token-equality parameters, _sort
+# and _count. So no _include: the Medications that orders reference by id are
+# read with one batched search when they were neither contained nor sent
+# (prefetch.py). A date filter cannot be expressed with a context token, so
+# recent data is asked for by sorting newest first and counting; the
+# freshness windows are applied by the rules. Every search names a _count so
+# a server's small default page (often 20) does not cut a long medication
+# list; a Bundle that still has a next page is followed or reported.
 def prefetch_templates() -> dict[str, str]:
     pid = "{{context.patientId}}"
     return {
         "patient": f"Patient/{pid}",
-        "medicationRequests": f"MedicationRequest?patient={pid}&status=active,on-hold"
-        "&_include=MedicationRequest:medication&_count=100",
-        "medicationStatements": f"MedicationStatement?patient={pid}&status=active,intended"
-        "&_include=MedicationStatement:medication&_count=100",
+        "medicationRequests": f"MedicationRequest?patient={pid}&status=active,on-hold&_count=100",
+        "medicationStatements": f"MedicationStatement?patient={pid}&status=active,intended&_count=100",
         "labs": f"Observation?patient={pid}&code={','.join(observation_query_codes('labs'))}"
         "&_sort=-date&_count=100",
         "vitals": f"Observation?patient={pid}&code={','.join(observation_query_codes('vitals'))}"

@@ -36,6 +36,13 @@ class Settings:
     # one pool: fewer workers than keys would serialise the fallback queries.
     fhir_max_workers: int = 40
     fhir_max_response_bytes: int = 10 * 1024 * 1024
+    # All FHIR reads of one hook call (every key, page and Medication) end by this many
+    # seconds; what is not read by then is reported on check-unavailable. Well under the
+    # few seconds an EHR waits for a hook.
+    fhir_deadline: float = 4.0
+    # Hook calls per process that may wait on FHIR servers at once (the bulkhead); keep it
+    # below the gunicorn threads per worker so /healthz and prefetched calls always find one.
+    fhir_max_waiting_calls: int = 6
     max_body_bytes: int = 1024 * 1024
     max_json_depth: int = 64
     knowledge_path: str | None = None
@@ -117,6 +124,8 @@ _ENV: dict[str, tuple[str, Any]] = {
         "fhir_max_response_bytes",
         lambda n, v: _parse_positive(n, v, int),
     ),
+    "CDS_FHIR_DEADLINE": ("fhir_deadline", lambda n, v: _parse_positive(n, v, float)),
+    "CDS_FHIR_MAX_WAITING_CALLS": ("fhir_max_waiting_calls", lambda n, v: _parse_positive(n, v, int)),
     "CDS_MAX_BODY_BYTES": ("max_body_bytes", lambda n, v: _parse_positive(n, v, int)),
     "CDS_MAX_JSON_DEPTH": ("max_json_depth", lambda n, v: _parse_positive(n, v, int)),
     "CDS_KNOWLEDGE_PATH": ("knowledge_path", lambda n, v: v.strip() or None),

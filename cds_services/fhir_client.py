@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from http.cookiejar import DefaultCookiePolicy
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Mapping
 
 import requests
@@ -54,12 +58,24 @@ def uses_proxy(environ: Mapping[str, str]) -> bool:
     return any(name.lower() in _PROXY_VARIABLES and value for name, value in environ.items())
 
 
+class FhirDeadline(FhirUnavailable):
+    """The hook call's FHIR deadline passed before this read finished."""
+
+
 @dataclass(frozen=True)
 class FhirClientSettings:
     connect_timeout: float
     read_timeout: float
     max_workers: int
     max_response_bytes: int
+    # Hook calls of this process that may wait on FHIR servers at once; the rest do not wait
+    # (their keys are reported as not read), so a slow server cannot take every thread.
+    max_waiting_calls: int = 6
+
+
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left before ``deadline`` (a time.monotonic() value), never below zero; None: no deadline."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 class FhirClient:
@@ -80,13 +96,33 @@ class FhirClient:
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self._pool = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="fhir")
+        self._waiting = threading.BoundedSemaphore(settings.max_waiting_calls)
+
+    @contextmanager
+    def waiting_slot(self) -> Iterator[bool]:
+        """One of the process's places for a hook call waiting on FHIR; False (at once) when all are taken.
+
+        The bulkhead between slow FHIR servers and everything else: /healthz and
+        calls with complete prefetch never need a place, so they keep their threads.
+        """
+        acquired = self._waiting.acquire(blocking=False)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                self._waiting.release()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.session.close()
 
-    def read(self, base_url: str, query: str, token: str | None) -> Any:
-        """GET ``{base_url}/{query}`` and return the decoded JSON."""
+    def read(self, base_url: str, query: str, token: str | None, deadline: float | None = None) -> Any:
+        """GET ``{base_url}/{query}`` and return the decoded JSON, within ``deadline`` (time.monotonic())."""
+        left = remaining(deadline)
+        if left is not None and left <= 0:
+            raise FhirDeadline(query, "not read: the time for FHIR reads of this call had run out")
+        connect_timeout = self.settings.connect_timeout if left is None else min(self.settings.connect_timeout, left)
+        read_timeout = self.settings.read_timeout if left is None else min(self.settings.read_timeout, left)
         base = base_url.rstrip("/")
         # "?..." is a paging link on the base itself (e.g. HAPI's ?_getpages=...).
         url = f"{base}{query}" if query.startswith("?") else f"{base}/{query.lstrip('/')}"
@@ -97,7 +133,7 @@ class FhirClient:
             with self.session.get(
                 url,
                 headers=headers,
-                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+                timeout=(connect_timeout, read_timeout),
                 allow_redirects=False,  # a redirect could carry the token elsewhere
                 stream=True,
             ) as response:
@@ -112,8 +148,10 @@ class FhirClient:
                     raise FhirUnavailable(query, f"FHIR server error ({status})")
                 if status != 200:
                     raise FhirBadResponse(query, f"unexpected status {status} from the FHIR server")
-                body = self._read_capped(response, query)
+                body = self._read_capped(response, query, deadline)
         except requests.Timeout:
+            if deadline is not None and remaining(deadline) == 0:
+                raise FhirDeadline(query, "FHIR server did not answer within the call's deadline") from None
             raise FhirUnavailable(query, "FHIR server did not answer in time") from None
         except requests.ConnectionError:
             raise FhirUnavailable(query, "could not connect to the FHIR server") from None
@@ -124,11 +162,19 @@ class FhirClient:
         except (ValueError, RecursionError):
             raise FhirBadResponse(query, "FHIR server answered with invalid JSON") from None
 
-    def _read_capped(self, response: requests.Response, query: str) -> bytes:
+    def _read_capped(self, response: requests.Response, query: str, deadline: float | None) -> bytes:
+        """The body, up to the size cap and the deadline: read as it arrives (``read1``), so a server
+        that sends one byte a second is cut off at the deadline, not after a read timeout per byte."""
         limit = self.settings.max_response_bytes
         chunks: list[bytes] = []
         size = 0
-        for chunk in response.iter_content(chunk_size=65536):
+        raw = response.raw
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise FhirDeadline(query, "FHIR server did not send its answer within the call's deadline")
+            chunk = raw.read1(65536, decode_content=True)
+            if not chunk:
+                break
             size += len(chunk)
             if size > limit:
                 raise FhirBadResponse(query, f"FHIR response larger than {limit} bytes")
@@ -136,15 +182,27 @@ class FhirClient:
         return b"".join(chunks)
 
     def read_many(
-        self, base_url: str, queries: Mapping[str, str], token: str | None
+        self, base_url: str, queries: Mapping[str, str], token: str | None, deadline: float | None = None
     ) -> dict[str, Any | FhirError]:
-        """Run the queries concurrently; each key maps to its JSON or to its error."""
-        futures = {key: self._pool.submit(self.read, base_url, query, token) for key, query in queries.items()}
+        """Run the queries concurrently; each key maps to its JSON or to its error.
+
+        Returns by ``deadline`` whatever happens: a query not finished by then is
+        a :class:`FhirDeadline` (its thread stops at its next chunk or timeout).
+        """
+        futures = {key: self._pool.submit(self.read, base_url, query, token, deadline)
+                   for key, query in queries.items()}
+        wait(futures.values(), timeout=remaining(deadline))
         results: dict[str, Any | FhirError] = {}
         for key, future in futures.items():
-            try:
-                results[key] = future.result()
-            except FhirError as error:
-                log.warning("FHIR query for prefetch key %s failed: %s", key, error.reason)
-                results[key] = error
+            if not future.done():
+                future.cancel()
+                error: FhirError = FhirDeadline(queries[key], "FHIR server did not answer within the call's deadline")
+            else:
+                try:
+                    results[key] = future.result()
+                    continue
+                except FhirError as failure:
+                    error = failure
+            log.warning("FHIR query for prefetch key %s failed: %s", key, error.reason)
+            results[key] = error
         return results

@@ -8,6 +8,7 @@ FHIR server); only then gather the record, map it to facts, and run the rules.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
@@ -31,7 +32,6 @@ IXABEPILONE = "ixabepilone"
 class HookResult:
     cards: list[dict[str, Any]]
     findings: list[Finding]
-    fetched_keys: list[str]
 
 
 def _reference(resource: Any) -> str | None:
@@ -75,7 +75,10 @@ def run_hook(
     now: Callable[[], datetime],
     allowed_servers: tuple[str, ...] = (),
     allow_http: bool = False,
+    fhir_deadline: float | None = None,
 ) -> HookResult:
+    """Cards for one hook call; ``fhir_deadline`` (seconds) bounds all of its FHIR reads together."""
+    deadline = time.monotonic() + fhir_deadline if fhir_deadline is not None else None
     draft_raw = resources_from_bundle(request.draft_orders)
     parsed_drafts, draft_problems = parse_resources(draft_raw, request.patient_id)
     medications = {
@@ -90,21 +93,22 @@ def run_hook(
                 and f"{raw.get('resourceType')}/{raw.get('id')}" not in parsed_refs and may_name_drug(raw, "ixabepilone")]
         if lost and draft_problems:
             findings = unreadable_order(draft_problems, kb)
-            return HookResult(cards=build_cards(findings, kb), findings=findings, fetched_keys=[])
-        return HookResult(cards=[], findings=[], fetched_keys=[])
+            return HookResult(cards=build_cards(findings, kb), findings=findings)
+        return HookResult(cards=[], findings=[])
 
-    gathered = gather(request, prefetch_templates(), client, allowed_servers, allow_http)
+    gathered = gather(request, prefetch_templates(), client, allowed_servers, allow_http, deadline)
     moment = now()  # one "now" for the whole call: parsing skips results older than the newest
-    record, record_problems = parse_resources(gathered.resources, request.patient_id, now=moment, slim=True)
+    record, record_problems = parse_resources(gathered.resources, request.patient_id, now=moment, record=True)
     facts = build_facts(
         record + list(medications.values()),
         drafts,
         request.patient_id,
         moment,
         problems=draft_problems + gathered.problems + record_problems,
+        unavailable=gathered.unavailable,
     )
     facts = dataclasses.replace(
         facts, orders=tuple(o for o in facts.orders if o.ref is None or o.ref in scope)
     )
     findings = evaluate(facts, kb)
-    return HookResult(cards=build_cards(findings, kb), findings=findings, fetched_keys=gathered.fetched)
+    return HookResult(cards=build_cards(findings, kb), findings=findings)

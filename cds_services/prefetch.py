@@ -2,19 +2,28 @@
 
 Spec 2.0 §prefetch: a key that is absent, or that carries an OperationOutcome
 instead of data, was not prefetched and is fetched from ``fhirServer``; a key
-whose value is ``null`` means the EHR looked and found nothing. If a needed
-key can be had neither way the service answers 412 (requirement 54).
+whose value is ``null`` means the EHR looked and found nothing.
+
+Partial data never hides a card (README, "Partial data"): a key that can be
+had neither way (no server, a server we may not call, 400/403/404 for a
+resource type it does not support, a refusal, the call's deadline) is named
+in :attr:`Gathered.unavailable` and the checks run on everything else. Only
+when no key at all could be had is the answer 412 (requirement 54: the
+service cannot obtain the data it needs).
 
 A search Bundle may be only the first page (FHIR R4 §search paging: a
 ``next`` link). Later pages are read from the same FHIR server when we may
-call it; when we cannot, the answer says which data was cut short, because
-silence would claim medications we never saw were checked.
+call it; when we cannot, or when a Bundle's ``total`` says it holds fewer
+entries than matched and it has no ``next`` link, the answer says which data
+was cut short, because silence would claim medications we never saw were
+checked. Medications that orders reference by id, and that were neither
+contained nor sent, are read with one batched search.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_mappings.resources import resources_from_bundle
@@ -27,6 +36,8 @@ from .security.fhir_access import FhirServerNotAllowed, check_fhir_server
 log = logging.getLogger(__name__)
 
 MAX_PAGES = 10  # per prefetch key, first page included; beyond it the answer says the data was cut short
+MAX_MEDICATION_IDS = 100  # referenced Medications read in one search (_count covers them all)
+_UNCHECKED = "data on later pages was not checked"
 
 
 def render(template: str, request: HookRequest) -> str:
@@ -34,6 +45,20 @@ def render(template: str, request: HookRequest) -> str:
     return template.replace("{{context.patientId}}", request.patient_id).replace(
         "{{context.userId}}", request.user_id
     )
+
+
+@dataclass(frozen=True)
+class Gathered:
+    resources: list[Any]  # raw resources from prefetch and from the FHIR server
+    problems: list[str]  # data that was cut short, one sentence each (shown on a check-unavailable card)
+    unavailable: dict[str, str] = field(default_factory=dict)  # prefetch key -> why it could not be had
+
+
+def _outcome_text(value: Mapping[str, Any]) -> str:
+    issues = value.get("issue") if isinstance(value.get("issue"), list) else []
+    texts = [str(i.get("diagnostics") or i.get("code") or "")[:120] for i in issues if isinstance(i, Mapping)]
+    texts = [t for t in texts if t]
+    return f"the EHR sent an OperationOutcome instead ({'; '.join(texts)})" if texts else "the EHR sent an OperationOutcome instead"
 
 
 def _resources_of(key: str, value: Any) -> list[Any] | None:
@@ -55,106 +80,6 @@ def _resources_of(key: str, value: Any) -> list[Any] | None:
     return [value]
 
 
-def _not_sent(missing: Mapping[str, str], why: str, expression: list[str]) -> PreconditionFailed:
-    return PreconditionFailed(
-        f"the checks need prefetch keys that were not sent ({', '.join(sorted(missing))}) and {why}",
-        expression=expression,
-    )
-
-
-def _next_link(value: Any) -> str | None:
-    """The ``next`` page URL of a search Bundle, if it has one."""
-    if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
-        return None
-    for link in value.get("link") or []:
-        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            return link["url"]
-    return None
-
-
-def _under(base_url: str, url: str) -> str | None:
-    """``url`` as a query relative to ``base_url``, or None when it points anywhere else."""
-    base = base_url.rstrip("/") + "/"
-    if not url.startswith(base) or any(c in url for c in "\r\n"):
-        return None
-    return url[len(base):]
-
-
-@dataclass(frozen=True)
-class Gathered:
-    resources: list[Any]  # raw resources from prefetch and from the FHIR server
-    fetched: list[str]  # prefetch keys that were read from the FHIR server
-    problems: list[str]  # data that was cut short, one sentence each (shown on a check-unavailable card)
-
-
-def gather(
-    request: HookRequest,
-    templates: Mapping[str, str],
-    client: FhirClient,
-    allowed_servers: Sequence[str] = (),
-    allow_http: bool = False,
-) -> Gathered:
-    """All raw resources for the checks: prefetch first, the FHIR server for missing keys and later pages."""
-    prefetch = request.prefetch or {}
-    resources: list[Any] = []
-    missing: dict[str, str] = {}
-    pages: dict[str, str] = {}  # key -> URL of the next page still to read
-    for key, template in templates.items():
-        found = _resources_of(key, prefetch[key]) if key in prefetch else None
-        if found is None:
-            missing[key] = render(template, request)
-            continue
-        resources.extend(found)
-        if next_url := _next_link(prefetch[key]):
-            pages[key] = next_url
-    if not missing and not pages:
-        return Gathered(resources, [], [])
-    base_url = _server(request, missing, allowed_servers, allow_http)
-    if missing:
-        assert base_url is not None  # _server raised 412 otherwise
-        results = client.read_many(base_url, missing, request.access_token)
-        failures = {key: result for key, result in results.items() if isinstance(result, FhirError)}
-        if failures:
-            raise PreconditionFailed(
-                "could not read the data the checks need from the FHIR server: "
-                + "; ".join(f"{key}: {failures[key].reason}" for key in sorted(failures)),
-                expression=[f"prefetch.{key}" for key in sorted(failures)],
-            )
-        for key in missing:
-            resources.extend(_fetched_resources(key, results[key]))
-            if next_url := _next_link(results[key]):
-                pages[key] = next_url
-    problems = _read_later_pages(pages, base_url, client, request.access_token, resources)
-    return Gathered(resources, sorted(missing), problems)
-
-
-def _server(
-    request: HookRequest, missing: Mapping[str, str], allowed_servers: Sequence[str], allow_http: bool
-) -> str | None:
-    """The FHIR base URL we may read from; 412 when keys are missing and there is none, else None."""
-    if not request.fhir_server:
-        if not missing:
-            return None
-        raise _not_sent(missing, "the request has no fhirServer to read them from",
-                        [f"prefetch.{key}" for key in sorted(missing)])
-    try:
-        return check_fhir_server(request.fhir_server, allowed_servers, allow_http)
-    except FhirServerNotAllowed as refusal:
-        # fhirServer is caller-controlled: nothing is sent to a server we do not list.
-        log.warning("fhirServer refused: %s", refusal.reason)
-        if not missing:
-            return None
-        raise _not_sent(missing, "fhirServer is not a FHIR server this service is configured to call",
-                        ["fhirServer"]) from None
-
-
-def _not_sent(missing: Mapping[str, str], why: str, expression: list[str]) -> PreconditionFailed:
-    return PreconditionFailed(
-        f"the checks need prefetch keys that were not sent ({', '.join(sorted(missing))}) and {why}",
-        expression=expression,
-    )
-
-
 def _next_link(value: Any) -> str | None:
     """The ``next`` page URL of a search Bundle, if it has one."""
     if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
@@ -163,6 +88,28 @@ def _next_link(value: Any) -> str | None:
     for link in links if isinstance(links, list) else ():
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return link["url"]
+    return None
+
+
+def _matches(bundle: Mapping[str, Any]) -> int:
+    """Entries that matched the search (``search.mode`` "include" and "outcome" entries are not counted in ``total``)."""
+    entries = bundle.get("entry") if isinstance(bundle.get("entry"), list) else []
+    return sum(1 for e in entries if isinstance(e, Mapping) and not (
+        isinstance(e.get("search"), Mapping) and e["search"].get("mode") in ("include", "outcome")))
+
+
+def _cut_short(key: str, value: Any) -> str | None:
+    """A sentence when a last page's ``total`` says more matched than were sent (and no ``next`` follows).
+
+    Only a single-page answer is judged: ``total`` counts the matches of every page.
+    """
+    if not isinstance(value, dict) or value.get("resourceType") != "Bundle" or _next_link(value):
+        return None
+    read = _matches(value)
+    total = value.get("total")
+    if isinstance(total, int) and not isinstance(total, bool) and total > read:
+        return (f"prefetch.{key} says {total} resources matched but holds {read}, with no next page to read "
+                f"the rest: {total - read} were not checked.")
     return None
 
 
@@ -183,46 +130,200 @@ def _relative(base_url: str, url: str) -> str | None:
     return None
 
 
-def _read_later_pages(
-    pages: dict[str, str], base_url: str | None, client: FhirClient, token: str | None, resources: list[Any]
-) -> list[str]:
+class _Reader:
+    """The FHIR side of one hook call: one server, one token, one deadline."""
+
+    def __init__(self, client: FhirClient, base_url: str | None, token: str | None, deadline: float | None):
+        self.client, self.base_url, self.token, self.deadline = client, base_url, token, deadline
+
+    def read_many(self, queries: Mapping[str, str]) -> dict[str, Any | FhirError]:
+        assert self.base_url is not None
+        return self.client.read_many(self.base_url, queries, self.token, self.deadline)
+
+
+def gather(
+    request: HookRequest,
+    templates: Mapping[str, str],
+    client: FhirClient,
+    allowed_servers: Sequence[str] = (),
+    allow_http: bool = False,
+    deadline: float | None = None,
+) -> Gathered:
+    """All raw resources for the checks: prefetch first, the FHIR server for missing keys and later pages.
+
+    ``deadline`` (a time.monotonic() value) bounds every FHIR read of the call together.
+    """
+    prefetch = request.prefetch or {}
+    resources: list[Any] = []
+    problems: list[str] = []
+    missing: dict[str, str] = {}  # key -> query
+    why_missing: dict[str, str] = {}
+    pages: dict[str, str] = {}  # key -> URL of the next page still to read
+    for key, template in templates.items():
+        value = prefetch.get(key)
+        found = _resources_of(key, value) if key in prefetch else None
+        if found is None:
+            missing[key] = render(template, request)
+            why_missing[key] = _outcome_text(value) if isinstance(value, dict) else "not prefetched"
+            continue
+        resources.extend(found)
+        if next_url := _next_link(value):
+            pages[key] = next_url
+        elif problem := _cut_short(key, value):
+            problems.append(problem)
+    base_url, no_server = _server(request, allowed_servers, allow_http)
+    needs_server = bool(missing or pages or _unresolved_medications(resources))
+    if base_url is None or not needs_server:
+        unavailable = {key: f"{why_missing[key]}, and {no_server}" for key in missing}
+        problems += _pages_without_server(pages) if pages else []
+        return _result(resources, problems, unavailable, templates)
+    with client.waiting_slot() as slot:
+        if not slot:
+            busy = ("not read: this service's FHIR reads are all busy with other calls "
+                    "(CDS_FHIR_MAX_WAITING_CALLS)")
+            unavailable = {key: f"{why_missing[key]}, and {busy}" for key in missing}
+            problems += [f"prefetch.{key}: {busy}: {_UNCHECKED}." for key in sorted(pages)]
+            return _result(resources, problems, unavailable, templates)
+        reader = _Reader(client, base_url, request.access_token, deadline)
+        unavailable = {}
+        if missing:
+            results = reader.read_many(missing)
+            for key in missing:
+                result = results[key]
+                if isinstance(result, FhirError):
+                    unavailable[key] = f"{why_missing[key]}; the FHIR server read failed: {result.reason}"
+                    continue
+                found = _fetched_resources(result)
+                if found is None:
+                    unavailable[key] = f"{why_missing[key]}; the FHIR server's answer is not a FHIR resource"
+                    continue
+                resources.extend(found)
+                if next_url := _next_link(result):
+                    pages[key] = next_url
+                elif problem := _cut_short(key, result):
+                    problems.append(problem)
+        problems += _read_later_pages(pages, reader, resources)
+        problems += _read_medications(reader, resources)
+    return _result(resources, problems, unavailable, templates)
+
+
+def _result(resources: list[Any], problems: list[str], unavailable: dict[str, str],
+            templates: Mapping[str, str]) -> Gathered:
+    """The gathered data; 412 when not one key could be had (spec 2.0 requirement 54)."""
+    if unavailable and len(unavailable) == len(templates):
+        raise PreconditionFailed(
+            "none of the data the checks need could be had: "
+            + "; ".join(f"{key}: {unavailable[key]}" for key in sorted(unavailable)),
+            expression=[f"prefetch.{key}" for key in sorted(unavailable)],
+        )
+    return Gathered(resources, problems, unavailable)
+
+
+def _server(request: HookRequest, allowed_servers: Sequence[str], allow_http: bool) -> tuple[str | None, str]:
+    """(the FHIR base URL we may read from, or None and why not)."""
+    if not request.fhir_server:
+        return None, "the request has no fhirServer to read it from"
+    try:
+        return check_fhir_server(request.fhir_server, allowed_servers, allow_http), ""
+    except FhirServerNotAllowed as refusal:
+        # fhirServer is caller-controlled: nothing is sent to a server we do not list.
+        log.warning("fhirServer refused: %s", refusal.reason)
+        return None, "fhirServer is not a FHIR server this service is configured to call"
+
+
+def _pages_without_server(pages: Mapping[str, str]) -> list[str]:
+    return [f"prefetch.{key} is only the first page of results and there is no FHIR server this service "
+            f"may read the rest from: {_UNCHECKED}." for key in sorted(pages)]
+
+
+def _read_later_pages(pages: dict[str, str], reader: _Reader, resources: list[Any]) -> list[str]:
     """Follow ``next`` links (all keys at once, page by page); one sentence per key cut short."""
     problems: list[str] = []
-    unchecked = "data on later pages was not checked"
     page = 1
     while pages:
         page += 1
-        if base_url is None:
-            problems += [f"prefetch.{key} is only the first page of results and there is no FHIR server this service "
-                         f"may read the rest from: {unchecked}." for key in sorted(pages)]
-            break
         if page > MAX_PAGES:
-            problems += [f"prefetch.{key} has more than {MAX_PAGES} pages of results: {unchecked}."
+            problems += [f"prefetch.{key} has more than {MAX_PAGES} pages of results: {_UNCHECKED}."
                          for key in sorted(pages)]
             break
         queries: dict[str, str] = {}
+        assert reader.base_url is not None
         for key, url in sorted(pages.items()):
-            if (query := _relative(base_url, url)) is None:
-                problems.append(f"prefetch.{key}: the next page is not on fhirServer and was not read: {unchecked}.")
+            if (query := _relative(reader.base_url, url)) is None:
+                problems.append(f"prefetch.{key}: the next page is not on fhirServer and was not read: {_UNCHECKED}.")
             else:
                 queries[key] = query
-        results = client.read_many(base_url, queries, token) if queries else {}
+        results = reader.read_many(queries) if queries else {}
         pages = {}
         for key, result in results.items():
             if isinstance(result, FhirError):
-                problems.append(f"prefetch.{key}: page {page} of the results could not be read ({result.reason}): {unchecked}.")
+                problems.append(f"prefetch.{key}: page {page} of the results could not be read ({result.reason}): "
+                                f"{_UNCHECKED}.")
             elif isinstance(result, dict) and result.get("resourceType") == "Bundle":
-                resources.extend(resources_from_bundle(result))
+                found = resources_from_bundle(result)
+                resources.extend(found)
                 if next_url := _next_link(result):
                     pages[key] = next_url
             else:
-                problems.append(f"prefetch.{key}: page {page} of the results is not a Bundle: {unchecked}.")
+                problems.append(f"prefetch.{key}: page {page} of the results is not a Bundle: {_UNCHECKED}.")
     return problems
 
 
-def _fetched_resources(key: str, value: Any) -> list[Any]:
+def _fetched_resources(value: Any) -> list[Any] | None:
     if isinstance(value, dict) and value.get("resourceType") == "Bundle":
         return resources_from_bundle(value)
     if isinstance(value, dict) and isinstance(value.get("resourceType"), str):
         return [value]
-    raise PreconditionFailed(f"the FHIR server's answer for {key} is not a FHIR resource")
+    return None
+
+
+def _medication_id(reference: Any) -> str | None:
+    """"Medication/abc" (also absolute or versioned) -> "abc"; contained and other references -> None."""
+    if not isinstance(reference, Mapping) or not isinstance(reference.get("reference"), str):
+        return None
+    parts = reference["reference"].split("/_history/")[0].rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2] == "Medication" and parts[-1]:
+        return parts[-1]
+    return None
+
+
+def _unresolved_medications(resources: list[Any]) -> list[str]:
+    """Ids of Medications that orders and statements reference but that are neither contained nor sent."""
+    present = {r.get("id") for r in resources if isinstance(r, Mapping) and r.get("resourceType") == "Medication"}
+    wanted: list[str] = []
+    for resource in resources:
+        if not isinstance(resource, Mapping) or resource.get("resourceType") not in (
+                "MedicationRequest", "MedicationStatement"):
+            continue
+        rid = _medication_id(resource.get("medicationReference"))
+        if rid and rid not in present and rid not in wanted:
+            wanted.append(rid)
+    return wanted
+
+
+def _read_medications(reader: _Reader, resources: list[Any]) -> list[str]:
+    """Read referenced Medications with one ``Medication?_id=...`` search (templates keep to the
+    spec's recommended query subset, without ``_include``); what cannot be read is named by the
+    mapping that needed it."""
+    wanted = _unresolved_medications(resources)
+    if not wanted:
+        return []
+    ids = [i for i in wanted[:MAX_MEDICATION_IDS] if _safe_id(i)]
+    problems = [] if len(ids) == len(wanted) else [
+        f"{len(wanted) - len(ids)} referenced Medications were not read (more than {MAX_MEDICATION_IDS}, "
+        "or ids that are not FHIR ids): their orders could not be checked for interactions."]
+    if not ids:
+        return problems
+    query = f"Medication?_id={','.join(ids)}&_count={len(ids)}"
+    result = reader.read_many({"medications": query})["medications"]
+    if isinstance(result, FhirError):
+        return [*problems, f"the Medications that orders reference ({', '.join(ids[:5])}"
+                f"{', ...' if len(ids) > 5 else ''}) could not be read ({result.reason})."]
+    found = _fetched_resources(result) or []
+    resources.extend(r for r in found if isinstance(r, Mapping) and r.get("resourceType") == "Medication")
+    return problems
+
+
+def _safe_id(value: str) -> bool:
+    """A FHIR id (R4 datatype "id"): the only thing that may go into our query URL."""
+    return 0 < len(value) <= 64 and all(c.isascii() and (c.isalnum() or c in "-.") for c in value)

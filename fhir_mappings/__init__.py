@@ -7,14 +7,15 @@ in :mod:`fhir_mappings.facts`, so the rules can be tested with plain data.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from fhir.resources.R4B.resource import Resource
 
 from .dates import period_time, to_utc
 from .drugs import drugs_of, has_medication, medication_of, read_dose
-from .facts import DrugUse, PatientFacts
-from .labs import latest_labs
+from .facts import Dose, DrugUse, PatientFacts
+from .labs import Patient, latest_labs
+from .reading import source_json, unreadable_elements
 from .status import (
     allergies, condition_evidence, current, live_vaccines, ordered_live_vaccine, radiotherapy, reproductive_observations,
 )
@@ -47,6 +48,14 @@ def _date(resource: Any) -> datetime | None:
             or to_utc(getattr(resource, "dateAsserted", None)))
 
 
+def _draft_dose(resource: Any) -> Dose | None:
+    """The draft order's dose; "cannot verify" with the reason when its dosage is not valid R4."""
+    broken = unreadable_elements(resource).get("dosageInstruction")
+    if broken:
+        return Dose(raw="(unreadable)", problem=f"its dosageInstruction is not valid FHIR R4 ({broken})")
+    return read_dose(resource)
+
+
 def _use(resource: Any, medications: dict[str, Any], origin: str) -> DrugUse:
     ids, how, display = drugs_of(resource, medications)
     draft = origin == "draft"
@@ -57,11 +66,15 @@ def _use(resource: Any, medications: dict[str, Any], origin: str) -> DrugUse:
         status=resource.status,
         ref=_ref(resource),
         date=_date(resource),
-        dose=read_dose(resource) if draft else None,
+        dose=_draft_dose(resource) if draft else None,
         matched_by=how,
-        # Only an ixabepilone draft is ever echoed back (a replace suggestion); dumping is not free.
-        resource=resource.model_dump(mode="json", exclude_none=True) if draft and IXABEPILONE in ids else None,
+        # Only an ixabepilone draft is ever echoed back (an update suggestion): as the EHR sent it.
+        resource=_echo(resource) if draft and IXABEPILONE in ids else None,
     )
+
+
+def _echo(resource: Any) -> dict[str, Any]:
+    return source_json(resource) or resource.model_dump(mode="json", exclude_none=True)
 
 
 def _unresolved(resource: Any, use: DrugUse, medications: dict[str, Any]) -> str | None:
@@ -81,6 +94,7 @@ def build_facts(
     patient_id: str,
     now: datetime,
     problems: Sequence[str] = (),
+    unavailable: Mapping[str, str] | None = None,
 ) -> PatientFacts:
     """The patient picture at ``now`` from parsed record resources and the hook's draft orders.
 
@@ -88,6 +102,8 @@ def build_facts(
     Observation, Condition, AllergyIntolerance, Procedure, Immunization,
     Medication); ``draft_orders`` are context.draftOrders. Draft orders that
     are not MedicationRequests, or that name no medication, are left out.
+    ``unavailable`` names the kinds of record data (facts.DATA_KINDS) that
+    could not be had, and why.
     """
     record = _by_type(resources)
     medications = {f"Medication/{m.id}": m for m in record.get("Medication", []) if m.id}
@@ -127,10 +143,14 @@ def build_facts(
     pregnant_obs, feeding_obs, pregnant_verdicts, feeding_verdicts = reproductive_observations(observations, now)
     patients = record.get("Patient", [])
     patient = next((p for p in patients if p.id == patient_id), patients[0] if patients else None)
+    birth_date = str(patient.birthDate) if patient is not None and patient.birthDate else None
+    sex = patient.gender if patient is not None else None
+    labs = latest_labs(observations, now, Patient(birth_date, sex))
     return PatientFacts(
         now=now,
         patient_id=patient_id,
-        labs=latest_labs(observations, now),
+        labs=labs.final,
+        preliminary_labs=labs.preliminary,
         orders=tuple(d for d in drafts if IXABEPILONE in d.drugs),
         draft_orders=drafts,
         medications=tuple(current_meds),
@@ -147,7 +167,8 @@ def build_facts(
             e for order, origin in vaccine_orders
             if (e := ordered_live_vaccine(order, medication_of(order, medications), origin)) is not None
         ),
-        birth_date=str(patient.birthDate) if patient is not None and patient.birthDate else None,
-        sex=patient.gender if patient is not None else None,
+        birth_date=birth_date,
+        sex=sex,
         problems=tuple(problems) + tuple(mapping_problems),
+        unavailable=dict(unavailable or {}),
     )

@@ -15,6 +15,36 @@ LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 CVX = "http://hl7.org/fhir/sid/cvx"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+NDC = "http://hl7.org/fhir/sid/ndc"
+ATC = "http://www.whocc.no/atc"
+UCUM = "http://unitsofmeasure.org"
+
+# Other spellings of the same code systems that EHRs send: the HL7 OIDs (as "urn:oid:...";
+# FHIR R4 NamingSystem "terminologies", https://hl7.org/fhir/R4/namingsystem-terminologies.html,
+# and HL7's OID registry for ICD-10-CM 2.16.840.1.113883.6.90) and the canonical URI with a
+# trailing slash. Every comparison of a coding's system goes through canonical_system().
+_OIDS = {
+    LOINC: "2.16.840.1.113883.6.1",
+    SNOMED: "2.16.840.1.113883.6.96",
+    RXNORM: "2.16.840.1.113883.6.88",
+    ICD10CM: "2.16.840.1.113883.6.90",
+    CVX: "2.16.840.1.113883.12.292",
+    NDC: "2.16.840.1.113883.6.69",
+    ATC: "2.16.840.1.113883.6.73",
+    UCUM: "2.16.840.1.113883.6.8",
+}
+SYSTEM_ALIASES: dict[str, str] = {
+    **{f"urn:oid:{oid}": uri for uri, oid in _OIDS.items()},
+    **{f"{uri}/": uri for uri in _OIDS},
+}
+
+
+def canonical_system(system: str | None) -> str | None:
+    """A coding system as its canonical FHIR URI (OIDs and trailing slashes mapped); None stays None."""
+    if system is None:
+        return None
+    return SYSTEM_ALIASES.get(system, system)
 
 DATA_FILE = Path(__file__).parent / "data" / "codes.json"
 CODES: dict[str, Any] = json.loads(DATA_FILE.read_text())

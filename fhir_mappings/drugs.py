@@ -17,22 +17,11 @@ from typing import Any
 
 from fhir.resources.R4B.medication import Medication
 
+from .codes import ATC, NDC, RXNORM, canonical_system
 from .facts import Dose
 
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-NDC = "http://hl7.org/fhir/sid/ndc"
-ATC = "http://www.whocc.no/atc"
 _SYSTEMS = {"rxnorm": RXNORM, "ndc": NDC, "atc": ATC}
 _MATCHED_BY = {RXNORM: "rxnorm", NDC: "ndc", ATC: "atc"}
-# Other spellings of the same systems seen in EHR exports.
-_SYSTEM_ALIASES = {
-    "urn:oid:2.16.840.1.113883.6.88": RXNORM,
-    "http://www.nlm.nih.gov/research/umls/rxnorm/": RXNORM,
-    "urn:oid:2.16.840.1.113883.6.69": NDC,
-    "http://hl7.org/fhir/sid/ndc/": NDC,
-    "urn:oid:2.16.840.1.113883.6.73": ATC,
-    "http://www.whocc.no/atc/": ATC,
-}
 
 DATA_FILE = Path(__file__).parent / "data" / "drugs.json"
 
@@ -148,7 +137,7 @@ def may_name_known_drug(concept: Any) -> bool:
             return True
         system, code, display = coding.get("system"), coding.get("code"), coding.get("display")
         if isinstance(system, str) and isinstance(code, str):
-            key = _code_key(_SYSTEM_ALIASES.get(system, system), code)
+            key = _code_key(canonical_system(system) or system, code)
             if key and key in _BY_CODE:
                 return True
         if isinstance(display, str) and identify_text(display):
@@ -170,7 +159,7 @@ def may_name_drug(raw: Any, drug_id: str) -> bool:
         if isinstance(node, dict):
             system, code = node.get("system"), node.get("code")
             if isinstance(system, str) and isinstance(code, str):
-                key = _code_key(_SYSTEM_ALIASES.get(system, system), code)
+                key = _code_key(canonical_system(system) or system, code)
                 if key and drug_id in _BY_CODE.get(key, ()):
                     return True
             stack.extend(node.values())
@@ -180,8 +169,7 @@ def may_name_drug(raw: Any, drug_id: str) -> bool:
 
 
 def _system(coding: Any) -> str | None:
-    system = coding.system
-    return _SYSTEM_ALIASES.get(system, system) if system else None
+    return canonical_system(coding.system) if coding.system else None
 
 
 def _by_codes(concept: Any) -> tuple[set[str], str | None]:

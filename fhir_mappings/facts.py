@@ -28,6 +28,14 @@ ANALYTES = (
 )
 
 
+# The kinds of record data the checks read, each from one prefetch key of the same name
+# (cds_services.catalog): when one cannot be had, PatientFacts.unavailable names it.
+DATA_KINDS = (
+    "patient", "medicationRequests", "medicationStatements", "labs", "vitals", "reproductive",
+    "conditions", "allergies", "procedures", "immunizations",
+)
+
+
 @dataclass(frozen=True)
 class LabValue:
     """The latest usable result for one analyte, in its canonical unit.
@@ -48,6 +56,17 @@ class LabValue:
     uln: float | None = None  # upper limit of normal, canonical unit
     uln_defaulted: bool = False  # True when uln came from the documented default
     problem: str | None = None
+    # "<", "<=", ">", ">=" when the lab reported only a bound: ``value`` is then that bound,
+    # never a measurement, and a rule may use it only where the bound settles its threshold.
+    comparator: str | None = None
+    status: str = "final"  # Observation.status: final, amended, corrected, preliminary, registered
+    note: str | None = None  # how the value or its ULN was read, when that needs saying
+    # A newer result of the same analyte that had no usable value (this one was used instead).
+    newer_unusable: LabValue | None = None
+
+    @property
+    def preliminary(self) -> bool:
+        return self.status not in ("final", "amended", "corrected")
 
 
 @dataclass(frozen=True)
@@ -116,6 +135,8 @@ class PatientFacts:
     # Latest result per analyte key (see ANALYTES); a key is absent when no
     # result for it was found at all.
     labs: Mapping[str, LabValue] = field(default_factory=dict)
+    # Preliminary (or registered) results newer than the result in ``labs``, per analyte.
+    preliminary_labs: Mapping[str, LabValue] = field(default_factory=dict)
     # Ixabepilone orders the hook is acting on (from context.draftOrders).
     orders: tuple[DrugUse, ...] = ()
     # Every draft order in context (ixabepilone ones included).
@@ -141,3 +162,10 @@ class PatientFacts:
     # Resources that could not be read, one sentence each, for the
     # check-unavailable card ("Observation/obs-7: unknown element 'foo'").
     problems: tuple[str, ...] = ()
+    # Kinds of record data that could not be had at all (DATA_KINDS -> why): a rule must not
+    # read their absence as "none on record".
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+
+    def known(self, kind: str) -> bool:
+        """True when the record's ``kind`` data (see DATA_KINDS) was read, so its absence means none."""
+        return kind not in self.unavailable

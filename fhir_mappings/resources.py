@@ -1,16 +1,19 @@
 """Raw FHIR R4 JSON to R4B models, one resource at a time.
 
 One bad resource must not sink the rest, and another patient's resource must
-never be mixed in: both are dropped and reported in one sentence each.
+never be mixed in: both are dropped and reported in one sentence each. Inside
+a resource, only the elements the mappings read are validated
+(:mod:`fhir_mappings.reading`): one that cannot be read is named on the
+check-unavailable card with the checks it weakens, and the rest of the
+resource is still used.
 
 Parsing (pydantic validation) is most of the cost of a large record, so
 resources the mappings never read are not parsed at all: Observations without
-a LOINC code of codes.json or with a status that is not final, Conditions,
-Procedures and Immunizations without one of our codes, finished orders,
-medications coded and named as no drug of drugs.json. Given
-``now``, only the newest usable result per lab/vital analyte is parsed (older
-ones cannot change the facts). A malformed resource we would not have read
-is therefore not reported either: it cannot change a check.
+a LOINC code of codes.json or with a status that is neither final nor
+preliminary, Conditions, Procedures and Immunizations without one of our
+codes, finished orders, medications coded and named as no drug of drugs.json.
+Given ``now``, per lab/vital analyte only the results down to the newest one
+with a usable final value are parsed (older ones cannot change the facts).
 """
 from __future__ import annotations
 
@@ -18,17 +21,16 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
-from pydantic import ValidationError
 
 from .codes import (
     ANALYTE_BY_LOINC, CONDITION_SNOMED, CVX, ICD10CM, LIVE_VACCINE_CVX, LOINC, OBSERVATION_LOINC,
-    RADIOTHERAPY_SNOMED, SNOMED, cvx_key, icd10_kinds,
+    RADIOTHERAPY_SNOMED, SNOMED, canonical_system, cvx_key, icd10_kinds,
 )
 from .dates import parse_fhir_datetime
 from .drugs import may_name_known_drug
-from .labs import CLOCK_SKEW, USABLE_STATUS
+from .labs import CLOCK_SKEW, PRELIMINARY_STATUS, USABLE_STATUS, has_value
+from .reading import READ_ELEMENTS, model_class, read_resource, unreadable_elements
 
 __all__ = ["Resource", "parse_resource", "parse_resources", "resources_from_bundle"]
 
@@ -37,29 +39,41 @@ _ALL_CONDITION_SNOMED = frozenset().union(*CONDITION_SNOMED.values())
 _FINISHED_REQUEST = frozenset({"completed", "stopped", "cancelled", "entered-in-error"})
 _CURRENT_STATEMENT = frozenset({"active", "intended"})
 _OLDEST = datetime.min.replace(tzinfo=timezone.utc)
-_MAX_PROBLEM = 200
-# Top-level elements of record resources that no mapping reads. Validating
-# them was a large part of parsing (a Narrative, identifiers, performers,
-# notes); dropping them first cannot change a fact, and a malformed one
-# cannot change a check, so it is not reported either. Never applied to draft
-# orders: those are echoed back in suggestions and must stay whole.
-# modifierExtension is kept: it can change what a resource means.
-UNREAD_ELEMENTS = frozenset({
-    "text", "meta", "implicitRules", "language", "extension", "identifier",
-    "basedOn", "partOf", "category", "encounter", "performer", "recorder", "asserter", "requester",
-    "informationSource", "reasonCode", "reasonReference", "note", "interpretation", "method",
-    "specimen", "device", "bodySite", "hasMember", "derivedFrom", "insurance", "dispenseRequest",
-    "substitution", "supportingInformation", "location", "lotNumber", "manufacturer", "site",
-    "protocolApplied", "reportOrigin", "education", "fundingSource", "name", "telecom", "address",
-    "contact", "communication", "generalPractitioner", "managingOrganization", "photo", "link",
+_MAX_PROBLEM = 240
+
+# What each resource type feeds, for the sentence that names an element we could not read.
+WEAKENS: dict[str, str] = {
+    "Patient": "the choice of age- and sex-specific reference ranges",
+    "MedicationRequest": "the interaction, capecitabine, premedication and live-vaccine checks",
+    "MedicationStatement": "the interaction, capecitabine and premedication checks",
+    "Medication": "the interaction checks",
+    "Observation": "the lab, vital and pregnancy checks",
+    "Condition": "the pregnancy, breastfeeding, liver-disease and neuropathy checks",
+    "AllergyIntolerance": "the hypersensitivity check",
+    "Procedure": "the radiation-recall check",
+    "Immunization": "the live-vaccine check",
+}
+# Elements whose loss a mapping reports itself, in its own words (a lab's value on the
+# lab's line; a draft order's dosage on the dose check): not reported twice.
+_REPORTED_BY_MAPPING = frozenset({
+    ("Observation", "valueQuantity"), ("Observation", "valueString"), ("Observation", "valueCodeableConcept"),
+    ("Observation", "referenceRange"),
 })
+_REPORTED_FOR_DRAFTS = frozenset({("MedicationRequest", "dosageInstruction")})
+# Record resources whose status (1..1 in R4) decides whether they count at all.
+_STATUS_REQUIRED = frozenset({"Observation", "MedicationRequest", "MedicationStatement", "Procedure", "Immunization"})
 
 
 def resources_from_bundle(bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The resource dicts of a Bundle's entries (no ``entry``, entries without a resource: skipped)."""
+    """The resource dicts of a Bundle's entries (no ``entry``, entries without a resource: skipped).
+
+    A Bundle without ``type`` (the CDS Hooks sandbox sends its draft orders so) is read all the same.
+    """
     if not isinstance(bundle, Mapping):
         return []
     entries = bundle.get("entry")
+    if isinstance(entries, Mapping):
+        entries = [entries]  # one entry sent as an object
     if not isinstance(entries, list):
         return []
     return [e["resource"] for e in entries if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)]
@@ -79,27 +93,32 @@ def _short(text: str, limit: int = 80) -> str:
 
 
 def parse_resource(raw: Any) -> tuple[Resource | None, str | None]:
-    """One R4 JSON resource as its R4B model, or None and one sentence saying what was wrong."""
+    """One R4 JSON resource as its R4B model (the elements we read), or None and why.
+
+    A valid resource type that no check reads gives (None, None): it is passed over.
+    """
     if not isinstance(raw, Mapping):
         return None, f"an entry is not a FHIR resource (a JSON {type(raw).__name__}, not an object)"
     label = _label(raw)
     rtype = raw.get("resourceType")
     if not isinstance(rtype, str):
         return None, f"{label} has no resourceType."
-    try:
-        model = get_fhir_model_class(rtype)
-    except (KeyError, ValueError):  # fhir.resources raises ValueError for unknown types
+    if model_class(rtype) is None:
         return None, f"{label}: '{_short(rtype, 40)}' is not a FHIR R4 resource type."
-    try:
-        return model.model_validate(dict(raw)), None
-    except ValidationError as error:
-        errors = error.errors()
-        first = errors[0] if errors else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "__root__") or "resource"
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        return None, f"{label} is not valid FHIR R4: {_short(where, 60)}: {_short(first.get('msg', 'invalid')).rstrip('.')}{more}."
-    except (ValueError, TypeError, RecursionError) as error:
-        return None, f"{label} is not valid FHIR R4: {_short(type(error).__name__)}."
+    return read_resource(raw), None
+
+
+def element_problems(resource: Resource, label: str, *, draft: bool = False) -> list[str]:
+    """One sentence per element of ``resource`` that could not be read, naming what it weakens."""
+    rtype = resource.get_resource_type()
+    out = []
+    for element, why in unreadable_elements(resource).items():
+        if (rtype, element) in _REPORTED_BY_MAPPING or (draft and (rtype, element) in _REPORTED_FOR_DRAFTS):
+            continue
+        weakens = "the checks of this draft order" if draft else WEAKENS.get(rtype, "the checks")
+        out.append(_short(f"{label}: its {element} is not valid FHIR R4 ({why}); {weakens} could not use it.",
+                          _MAX_PROBLEM))
+    return out
 
 
 def _reference(raw: Mapping[str, Any]) -> str | None:
@@ -135,7 +154,8 @@ def _codings(concept: Any) -> list[Mapping[str, Any]]:
 
 
 def _codes(concept: Any, system: str) -> list[str]:
-    return [c["code"] for c in _codings(concept) if c.get("system") == system]
+    return [c["code"] for c in _codings(concept)
+            if isinstance(c.get("system"), str) and canonical_system(c["system"]) == system]
 
 
 def _raw_time(raw: Mapping[str, Any]) -> datetime | None:
@@ -189,8 +209,12 @@ def _wanted(raw: Mapping[str, Any], record: bool) -> bool:
     if status is not None and not isinstance(status, str):
         return True  # not a code: parse it, so the parser reports it (an array is unhashable in a set test)
     if rtype == "Observation":
-        return raw.get("status") in USABLE_STATUS and any(
-            c in OBSERVATION_LOINC for c in _codes(raw.get("code"), LOINC))
+        codes = _codes(raw.get("code"), LOINC)
+        if status is None:  # status is required: parsed so that its absence is reported
+            return any(c in OBSERVATION_LOINC for c in codes)
+        if status in PRELIMINARY_STATUS:  # a preliminary lab result can fire a rule; other kinds wait for final
+            return any(c in ANALYTE_BY_LOINC for c in codes)
+        return status in USABLE_STATUS and any(c in OBSERVATION_LOINC for c in codes)
     if rtype == "Condition":
         code = raw.get("code")
         return any(c in _ALL_CONDITION_SNOMED for c in _codes(code, SNOMED)) or any(
@@ -204,7 +228,7 @@ def _wanted(raw: Mapping[str, Any], record: bool) -> bool:
         return (raw.get("status") not in _FINISHED_REQUEST and _names_medication(raw)
                 and (not record or _may_matter(raw)))
     if rtype == "MedicationStatement":
-        return (raw.get("status") in _CURRENT_STATEMENT and _names_medication(raw)
+        return ((status is None or status in _CURRENT_STATEMENT) and _names_medication(raw)
                 and (not record or _may_matter(raw)))
     return True
 
@@ -226,19 +250,19 @@ def _outcome_problem(raw: Mapping[str, Any]) -> str | None:
 class _Parser:
     """Parses raw resources for one patient, collecting the parsed models and the problems."""
 
-    def __init__(self, patient_id: str, slim: bool = False) -> None:
+    def __init__(self, patient_id: str, record: bool = False) -> None:
         self.patient_id = patient_id
-        self.slim = slim
+        self.record = record
         self.parsed: list[Resource] = []
         self.problems: list[str] = []
 
-    def take(self, raw: Mapping[str, Any]) -> bool:
-        """Parse and keep ``raw`` when it is valid and about our patient; True when kept."""
+    def take(self, raw: Mapping[str, Any]) -> Resource | None:
+        """Parse and keep ``raw`` when it is a resource we read and about our patient."""
         label = _label(raw)
         if raw.get("resourceType") == "Patient":
             if isinstance(raw.get("id"), str) and raw["id"] != self.patient_id:
                 self.problems.append(f"{label} was left out: it is another patient, not the patient in context.")
-                return False
+                return None
             other = None
         else:
             reference = _reference(raw)
@@ -246,50 +270,111 @@ class _Parser:
         if other:
             whose = "another patient" if other.startswith("Patient/") else "something other than the patient in context"
             self.problems.append(f"{label} was left out: it belongs to {whose} ({_short(other, 80)}).")
-            return False
-        if self.slim:
-            raw = {key: value for key, value in raw.items() if key not in UNREAD_ELEMENTS}
+            return None
+        if modifiers := _modifier_urls(raw):
+            # FHIR R4 §2.21.0.3: a modifier extension changes what the resource means; one we do not
+            # understand means we cannot know what it says, so it is not used, and that is said.
+            self.problems.append(_short(f"{label} carries a modifier extension this service does not understand "
+                                        f"({modifiers}): it was not used; review it by hand.", _MAX_PROBLEM))
+            return None
         resource, problem = parse_resource(raw)
+        if problem:
+            self.problems.append(problem)
         if resource is None:
-            self.problems.append(problem or f"{label} could not be read.")
-            return False
+            return None
+        self.problems.extend(element_problems(resource, label, draft=not self.record))
+        if (self.record and resource.get_resource_type() in _STATUS_REQUIRED and getattr(resource, "status", None) is None
+                and "status" not in unreadable_elements(resource)):
+            self.problems.append(f"{label} has no status, so whether it is current cannot be told; "
+                                 f"{WEAKENS[resource.get_resource_type()]} could not use it.")
         self.parsed.append(resource)
-        return True
+        return resource
+
+
+def _modifier_urls(raw: Mapping[str, Any]) -> str:
+    """The urls of a resource's top-level modifier extensions, or "" when it has none."""
+    found = raw.get("modifierExtension")
+    if not found:
+        return ""
+    items = found if isinstance(found, list) else [found]
+    return ", ".join(str(e.get("url"))[:80] if isinstance(e, Mapping) else "?" for e in items)
+
+
+def _version(raw: Mapping[str, Any]) -> tuple[datetime, tuple[int, str]] | None:
+    """How recent a copy is: meta.lastUpdated, then meta.versionId; None when it says neither."""
+    meta = raw.get("meta")
+    if not isinstance(meta, Mapping):
+        return None
+    updated = parse_fhir_datetime(meta["lastUpdated"]) if isinstance(meta.get("lastUpdated"), str) else None
+    version = meta.get("versionId") if isinstance(meta.get("versionId"), str) else None
+    if updated is None and version is None:
+        return None
+    number = (int(version), "") if version and version.isdigit() else (-1, version or "")
+    return updated or _OLDEST, number
+
+
+def _deduplicated(raws: Iterable[Any]) -> tuple[list[Any], list[str]]:
+    """One copy per ``Type/id``: the later version (meta.lastUpdated, else versionId) when two
+    copies differ, named on the card; with no version to tell them apart, the first copy."""
+    out: list[Any] = []
+    where: dict[str, int] = {}
+    problems: list[str] = []
+    for raw in raws:
+        rtype = raw.get("resourceType") if isinstance(raw, Mapping) else None
+        rid = raw.get("id") if isinstance(raw, Mapping) else None
+        if not (isinstance(rtype, str) and isinstance(rid, str)):
+            out.append(raw)
+            continue
+        key = f"{rtype}/{rid}"
+        if key not in where:
+            where[key] = len(out)
+            out.append(raw)
+            continue
+        kept = out[where[key]]
+        if kept == raw:
+            continue
+        old, new = _version(kept), _version(raw)
+        if old is not None and new is not None and new > old:
+            out[where[key]] = raw
+            problems.append(f"{_label(raw)} was sent twice with different content: the later version "
+                            "(meta.lastUpdated, versionId) was used.")
+        elif old is not None and new is not None and new < old:
+            problems.append(f"{_label(raw)} was sent twice with different content: the later version "
+                            "(meta.lastUpdated, versionId) was used.")
+        else:
+            problems.append(f"{_label(raw)} was sent twice with different content and no version to tell "
+                            "which is current: the first copy was used; review this record by hand.")
+    return out, problems
 
 
 def parse_resources(
-    raws: Iterable[Any], patient_id: str, now: datetime | None = None, *, slim: bool = False
+    raws: Iterable[Any], patient_id: str, now: datetime | None = None, *, record: bool = False
 ) -> tuple[list[Resource], list[str]]:
-    """Parse each resource on its own; (parsed resources, one problem sentence per resource left out).
+    """Parse each resource on its own; (parsed resources, one problem sentence per thing not read).
 
-    The same ``Type/id`` twice counts once (the first copy); a resource whose
-    subject/patient names another patient is dropped and reported; an
-    OperationOutcome is reported with its diagnostics, never parsed as data.
-    With ``now``, lab and vital results older than the newest usable one per
-    analyte (not after ``now``) are skipped unparsed. With ``slim``, the
-    :data:`UNREAD_ELEMENTS` of each resource are dropped before parsing (for
-    the record, never for draft orders).
+    The same ``Type/id`` twice counts once (see :func:`_deduplicated`); a
+    resource whose subject/patient names another patient is dropped and
+    reported; an OperationOutcome is reported with its diagnostics, never
+    parsed as data; an element we read that is not valid R4 is named. With
+    ``record`` (the patient's record, not the draft orders), resources that
+    cannot change a check are skipped unparsed, and with ``now`` so are lab
+    and vital results older than the newest usable final one per analyte.
     """
-    parser = _Parser(patient_id, slim)
-    seen: set[str] = set()
+    parser = _Parser(patient_id, record)
+    unique, parser.problems = _deduplicated(raws)
     labs: dict[str, list[tuple[tuple[datetime, datetime], int, Mapping[str, Any]]]] = {}
-    for position, raw in enumerate(raws):
+    for position, raw in enumerate(unique):
         if not isinstance(raw, Mapping):
             _, problem = parse_resource(raw)
             parser.problems.append(problem or "an entry is not a FHIR resource.")
             continue
-        rtype, rid = raw.get("resourceType"), raw.get("id")
+        rtype = raw.get("resourceType")
         if rtype == "OperationOutcome":
             problem = _outcome_problem(raw)
             if problem:
                 parser.problems.append(problem)
             continue
-        if isinstance(rtype, str) and isinstance(rid, str):
-            key = f"{rtype}/{rid}"
-            if key in seen:
-                continue
-            seen.add(key)
-        if not _wanted(raw, record=slim):
+        if not _wanted(raw, record=record):
             continue
         analyte = _lab_analyte(raw) if now is not None and rtype == "Observation" else None
         if analyte is None:
@@ -300,18 +385,23 @@ def parse_resources(
         labs.setdefault(analyte, []).append(((when, issued or _OLDEST), position, raw))
     if now is not None:
         horizon = now + CLOCK_SKEW
-        for candidates in labs.values():
-            _take_newest(parser, candidates, horizon)
+        for analyte, candidates in labs.items():
+            _take_newest(parser, analyte, candidates, horizon)
     return parser.parsed, parser.problems
 
 
-def _take_newest(parser: _Parser, candidates: list[tuple[tuple[datetime, datetime], int, Mapping[str, Any]]],
+def _take_newest(parser: _Parser, analyte: str,
+                 candidates: list[tuple[tuple[datetime, datetime], int, Mapping[str, Any]]],
                  horizon: datetime) -> None:
-    """Parse results newest first until one is kept at or before ``horizon`` (and its exact ties)."""
+    """Parse results newest first, down to the newest final one with a usable value (and its exact
+    ties); results dated after ``horizon`` are not read (labs.latest_labs would skip them)."""
     candidates.sort(key=lambda c: (c[0], -c[1]), reverse=True)
     kept_key = None
     for key, _, raw in candidates:
         if kept_key is not None and key != kept_key:
             break
-        if parser.take(raw) and key[0] <= horizon:
-            kept_key = kept_key or key
+        if key[0] > horizon:
+            continue
+        resource = parser.take(raw)
+        if resource is not None and resource.status in USABLE_STATUS and has_value(resource, analyte):
+            kept_key = key

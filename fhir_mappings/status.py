@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from .codes import (
     CODES, CONDITION_SNOMED, CVX, ICD10CM, LIVE_VACCINE_CVX, RADIOTHERAPY_SNOMED, REPRODUCTIVE_LOINC, SNOMED,
-    cvx_key, icd10_kinds,
+    canonical_system, cvx_key, icd10_kinds,
 )
 from .dates import period_time, to_utc
 from .drugs import identify_concept, identify_text
@@ -39,7 +39,7 @@ _HCG_UNITS = {"m[IU]/mL": 1.0, "mIU/mL": 1.0, "[IU]/L": 1.0, "IU/L": 1.0, "[IU]/
 
 
 def _codes(concept: Any, system: str) -> list[str]:
-    return [c.code for c in (concept.coding if concept is not None else None) or [] if c.system == system and c.code]
+    return [c.code for c in (concept.coding if concept is not None else None) or [] if c.code and canonical_system(c.system) == system]
 
 
 def _status_codes(concept: Any) -> set[str]:

@@ -52,3 +52,27 @@ def test_every_cds_setting_is_documented():
     configuration = section("Configuration (environment, read and checked at start; a bad value stops the service)")
     missing = [name for name in ENV_VARIABLES if f"`{name}`" not in configuration and name not in configuration]
     assert missing == []
+
+
+def test_what_is_read_table_is_the_code_s_list_of_elements():
+    from fhir_mappings.reading import READ_ELEMENTS
+
+    rows = dict(re.findall(r"^\| (\w+) \| (`.*`) \|$", section("Reading real-world FHIR"), flags=re.M))
+    assert {t: tuple(re.findall(r"`(\w+)`", r)) for t, r in rows.items()} == READ_ELEMENTS
+
+
+def test_unit_table_lists_every_spelling_the_code_reads():
+    from fhir_mappings.units import UNIT_TABLE
+
+    text = section("Reading real-world FHIR")
+    for spellings in UNIT_TABLE.values():
+        for s in spellings:
+            assert f"`{s.spelling}`" in text, s.spelling
+
+
+def test_the_prefetch_keys_are_the_kinds_of_data_the_facts_know():
+    from cds_services.catalog import prefetch_templates
+    from fhir_mappings.facts import DATA_KINDS
+
+    assert tuple(prefetch_templates()) == DATA_KINDS
+    assert all(f"`{key}`" in section("Prefetch and errors") for key in DATA_KINDS)

@@ -16,7 +16,7 @@ from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import PatientFacts
 
 from .blood_counts import neutrophils_low, platelets_low
-from .common import LAB_NAMES, Rule, clip, make, unavailable
+from .common import LAB_NAMES, Rule, clip, day, make, unavailable
 from .dose import dose_check
 from .hepatic import hepatic_combination, hepatic_impairment_condition, hepatic_monotherapy
 from .hypersensitivity import hypersensitivity
@@ -55,15 +55,47 @@ RULES: list[Rule] = [
 ]
 
 
+# Which checks read which kind of record data (facts.DATA_KINDS, one prefetch key each): when a
+# kind cannot be had, the check-unavailable card names the checks that went without it.
+CHECKS_BY_DATA: dict[str, tuple[str, ...]] = {
+    "patient": ("hepatic-combination", "hepatic-monotherapy"),  # age/sex-specific reference ranges
+    "medicationRequests": ("cyp3a4-strong-inhibitor", "cyp3a4-strong-inducer", "cyp3a4-other",
+                           "hepatic-combination", "premedication-missing", "live-vaccine"),
+    "medicationStatements": ("cyp3a4-strong-inhibitor", "cyp3a4-strong-inducer", "cyp3a4-other",
+                             "hepatic-combination", "premedication-missing"),
+    "labs": ("neutrophils-low", "platelets-low", "hepatic-combination", "hepatic-monotherapy",
+             "hepatic-impairment-condition", "labs-missing"),
+    "vitals": ("dose-check", "neutrophils-low"),  # BSA; fever
+    "reproductive": ("pregnancy", "breastfeeding"),
+    "conditions": ("pregnancy", "breastfeeding", "hepatic-monotherapy", "hepatic-impairment-condition",
+                   "neuropathy-risk"),
+    "allergies": ("hypersensitivity",),
+    "procedures": ("radiation-recall",),
+    "immunizations": ("live-vaccine",),
+}
+
+
 def _data_problems(facts: PatientFacts, kb: Knowledge) -> Iterable[Finding]:
+    for kind, why in facts.unavailable.items():
+        checks = ", ".join(kb.rule_display(code) for code in CHECKS_BY_DATA.get(kind, ()))
+        yield unavailable(kb, f"{kind} not read",
+                          f"prefetch.{kind} could not be had ({why}); checks that went without it: {checks}.")
     for key, lab in facts.labs.items():
+        name = LAB_NAMES.get(key, key)
         if lab.value is None:
-            name = LAB_NAMES.get(key, key)
             where = f" ({lab.ref})" if lab.ref else ""
-            raw = f" recorded as '{lab.raw}'" if lab.raw else ""
+            raw = f" recorded as '{lab.raw}'" if lab.raw and not lab.raw.startswith("(") else ""
             yield unavailable(kb, f"{name} unusable", f"latest {name}{where}{raw}: {lab.problem or 'no value'}")
+        elif (newer := lab.newer_unusable) is not None:
+            where = f" ({newer.ref})" if newer.ref else ""
+            yield unavailable(
+                kb, f"newest {name} unusable",
+                f"the newest {name}{where} of {day(newer.effective)} could not be used "
+                f"({newer.problem or 'no value'}); the checks used the one of {day(lab.effective)}"
+                + (f" ({lab.ref})" if lab.ref else "") + ".",
+            )
     for problem in facts.problems:
-        yield unavailable(kb, "record unreadable", problem)
+        yield unavailable(kb, "record not fully read", problem)
 
 
 def _merge_unavailable(items: list[Finding], kb: Knowledge) -> Finding:

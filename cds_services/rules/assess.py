@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from cds_services.knowledge import HepaticBand, Interaction, Knowledge
 from fhir_mappings.facts import DrugUse, LabValue, PatientFacts
 
-from .common import drug_uses, has_capecitabine, num, usable
+from .common import drug_uses, has_capecitabine, is_above, num, usable
 
 LIVER = ("ast", "alt", "bilirubin")
 PREMED_STEROID = "dexamethasone"
@@ -22,7 +22,20 @@ class LiverValue:
     lab: LabValue
     uln: float
     uln_defaulted: bool
-    ratio: float  # value / ULN, rounded so 1.8/1.2 is exactly 1.5
+    ratio: float  # value / ULN, rounded so 1.8/1.2 is exactly 1.5 (a bound when lab.comparator is set)
+
+    def above(self, limit: float) -> bool | None:
+        """Is the ratio above ``limit`` x ULN? None when the lab reported a bound that does not say."""
+        return is_above(self.ratio, self.lab.comparator, limit)
+
+    def at_most(self, limit: float) -> bool | None:
+        answer = self.above(limit)
+        return None if answer is None else not answer
+
+    @property
+    def shown_ratio(self) -> str:
+        """"2.5" or, for a bound, ">10"."""
+        return f"{self.lab.comparator or ''}{num(self.ratio)}"
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,8 @@ class HepaticGrade:
 
     ``band_index`` is the table row (0 = no reduction), None when beyond the
     table (not recommended). ``missing`` names tests that could not be used.
+    ``unsettled`` names tests the lab reported only as a bound that leaves the
+    row open: the grade is then not known (``settled`` False), no row is chosen.
     """
 
     values: dict[str, LiverValue]
@@ -38,40 +53,69 @@ class HepaticGrade:
     band: HepaticBand | None
     missing: tuple[str, ...]
     gilbert: bool
+    unsettled: tuple[str, ...] = ()
+
+    @property
+    def settled(self) -> bool:
+        return not self.unsettled
 
     @property
     def reduced(self) -> bool:
-        return self.band_index is None or self.band_index > 0
+        return self.settled and (self.band_index is None or self.band_index > 0)
+
+
+def _liver_value(lab: LabValue, key: str, kb: Knowledge) -> LiverValue:
+    assert lab.value is not None
+    if lab.uln is not None and lab.uln > 0:
+        uln, defaulted = lab.uln, lab.uln_defaulted
+    else:
+        uln, defaulted = kb.uln_defaults[key].value, True  # [project setting] documented default ULN
+    return LiverValue(lab, uln, defaulted, round(lab.value / uln, 6))
 
 
 def liver_values(facts: PatientFacts, kb: Knowledge) -> dict[str, LiverValue]:
+    """The liver test judged per analyte: the final result, or a newer preliminary one when it is
+    higher (a raised preliminary value fires its rule and says so; README, "Which result counts")."""
     out = {}
     for key in LIVER:
-        lab = usable(facts.labs.get(key))
-        if lab is None:
-            continue
-        if lab.uln is not None and lab.uln > 0:
-            uln, defaulted = lab.uln, lab.uln_defaulted
-        else:
-            uln, defaulted = kb.uln_defaults[key].value, True  # [project setting] documented default ULN
-        out[key] = LiverValue(lab, uln, defaulted, round(lab.value / uln, 6))  # type: ignore[operator]
+        final = usable(facts.labs.get(key))
+        preliminary = usable(facts.preliminary_labs.get(key))
+        chosen = _liver_value(final, key, kb) if final is not None else None
+        if preliminary is not None:
+            candidate = _liver_value(preliminary, key, kb)
+            if chosen is None or candidate.above(chosen.ratio):
+                chosen = candidate
+        if chosen is not None:
+            out[key] = chosen
     return out
+
+
+def _all(answers: list[bool | None]) -> bool | None:
+    """Three-valued AND: False if any is False, None if any is unknown, else True."""
+    if False in answers:
+        return False
+    return None if None in answers else True
 
 
 def grade(facts: PatientFacts, kb: Knowledge) -> HepaticGrade:
     """First row of the table whose limits hold; bilirubin ignored with Gilbert's syndrome [L §2.4]."""
     values = liver_values(facts, kb)
     gilbert = bool(facts.gilbert_syndrome)
-    transaminase = max((values[k].ratio for k in ("ast", "alt") if k in values), default=0.0)
-    bilirubin = values["bilirubin"].ratio if "bilirubin" in values and not gilbert else 0.0
+    counted = [k for k in LIVER if k in values and not (k == "bilirubin" and gilbert)]
     band_index: int | None = None
+    unsettled: tuple[str, ...] = ()
     for i, band in enumerate(kb.hepatic_bands):  # [L §2.4 Table], mildest row first
-        if transaminase <= band.transaminase_max_x_uln and bilirubin <= band.bilirubin_max_x_uln:
+        limits = {k: band.bilirubin_max_x_uln if k == "bilirubin" else band.transaminase_max_x_uln for k in counted}
+        holds = _all([values[k].at_most(limits[k]) for k in counted])
+        if holds is None:  # a bound leaves this row open: the grade is not known
+            unsettled = tuple(k for k in counted if values[k].at_most(limits[k]) is None)
+            break
+        if holds:
             band_index = i
             break
     missing = tuple(k for k in LIVER if k not in values)
     band = kb.hepatic_bands[band_index] if band_index is not None else None
-    return HepaticGrade(values, band_index, band, missing, gilbert)
+    return HepaticGrade(values, band_index, band, missing, gilbert, unsettled)
 
 
 Matches = list[tuple[DrugUse, list[Interaction]]]
@@ -118,7 +162,9 @@ def adjusted_dose(facts: PatientFacts, kb: Knowledge) -> tuple[float, list[str]]
     reasons = [f"label dose {num(dose)} mg/m2 [L §2]"]
     if not has_capecitabine(facts, kb):
         g = grade(facts, kb)
-        if g.band is not None and g.band.dose_mg_per_m2 < dose:
+        if not g.settled:
+            reasons.append("hepatic row not known: a liver test was reported only as a bound [L §2.4]")
+        elif g.band is not None and g.band.dose_mg_per_m2 < dose:
             dose = g.band.dose_mg_per_m2
             reasons.append(f"hepatic impairment: {g.band.dose_text} [L §2.4]")
     if strong_inhibitor_uses(facts, kb):

@@ -107,6 +107,58 @@ def usable(lab: LabValue | None) -> LabValue | None:
     return lab if lab is not None and lab.value is not None else None
 
 
+# ----------------------------------------------------------------- qualified values
+# A result the lab reported only as a bound ("<2.0", ">400") settles a threshold only when
+# the bound lies on the right side of it; otherwise the answer is None: "cannot verify".
+
+
+def is_below(value: float, comparator: str | None, limit: float) -> bool | None:
+    """Is a result (``value`` with the lab's ``comparator``) below ``limit``? None: the bound does not say."""
+    if comparator is None:
+        return value < limit
+    if comparator == "<":
+        return True if value <= limit else None
+    if comparator == "<=":
+        return True if value < limit else None
+    return False if value >= limit else None  # ">" or ">=": at least the bound
+
+
+def is_above(value: float, comparator: str | None, limit: float) -> bool | None:
+    """Is a result (``value`` with the lab's ``comparator``) above ``limit``? None: the bound does not say."""
+    if comparator is None:
+        return value > limit
+    if comparator == ">":
+        return True if value >= limit else None
+    if comparator == ">=":
+        return True if value > limit else None
+    return False if value <= limit else None  # "<" or "<=": at most the bound
+
+
+def below(lab: LabValue, limit: float) -> bool | None:
+    """Is the result below ``limit``? True, False, or None when the lab's bound does not say."""
+    assert lab.value is not None
+    return is_below(lab.value, lab.comparator, limit)
+
+
+def at_least(lab: LabValue, limit: float) -> bool | None:
+    """Is the result at or above ``limit``? (the negation of :func:`below`)."""
+    answer = below(lab, limit)
+    return None if answer is None else not answer
+
+
+def shown(lab: LabValue, *, whole: bool = False, scale: float = 1.0) -> str:
+    """The value as the lab reported it, in the canonical unit: "80,000", "<2,000", ">10"."""
+    assert lab.value is not None
+    value = lab.value / scale
+    text = count(value) if whole else num(value)
+    return f"{lab.comparator}{text}" if lab.comparator else text
+
+
+def lab_status(lab: LabValue) -> str:
+    """" (preliminary)" for a result that is not final yet, else ""."""
+    return f" ({lab.status})" if lab.preliminary else ""
+
+
 def window(kb: Knowledge, analyte: str) -> Threshold:
     return kb.freshness[analyte]
 
@@ -134,13 +186,45 @@ def staleness(facts: PatientFacts, lab: LabValue, kb: Knowledge) -> str | None:
 
 
 def lab_text(facts: PatientFacts, lab: LabValue, *, whole: bool = False) -> str:
-    """"ANC 1,200 cells/mm3 on 2026-11-24 (1 d ago), Observation/x"."""
+    """"ANC 1,200 cells/mm3 on 2026-11-24 (1 d ago), Observation/x"; a bound keeps its comparator,
+    a preliminary result says so, and a newer result without a value is named."""
     assert lab.value is not None
-    value = count(lab.value) if whole else num(lab.value)
+    value = shown(lab, whole=whole)
     ref = f", {lab.ref}" if lab.ref else ""
-    plain = {f"{value} {lab.unit}", f"{value.replace(',', '')} {lab.unit}", f"{lab.value:g} {lab.unit}"}
+    plain = {f"{value} {lab.unit}", f"{value.replace(',', '')} {lab.unit}", f"{lab.comparator or ''}{lab.value:g} {lab.unit}"}
     raw = f"; recorded as {lab.raw}" if lab.raw and lab.raw.strip() not in plain else ""
-    return f"{LAB_NAMES.get(lab.analyte, lab.analyte)} {value} {lab.unit} on {day(lab.effective)} ({ago(facts, lab.effective)}{ref}{raw})"
+    extra = "".join(f"; {n}" for n in (lab.note, newer_unusable_text(lab)) if n)
+    return (f"{LAB_NAMES.get(lab.analyte, lab.analyte)}{lab_status(lab)} {value} {lab.unit} on {day(lab.effective)} "
+            f"({ago(facts, lab.effective)}{ref}{raw}{extra})")
+
+
+def newer_unusable_text(lab: LabValue) -> str | None:
+    """"the newer result Observation/x of 2026-11-25 has no value (hemolysed): this one was used"."""
+    newer = lab.newer_unusable
+    if newer is None:
+        return None
+    ref = f" {newer.ref}" if newer.ref else ""
+    return f"the newer result{ref} of {day(newer.effective)} could not be used ({newer.problem or 'no value'}): this one was used"
+
+
+def judged(facts: PatientFacts, analyte: str, crosses: Callable[[LabValue], bool | None]) -> LabValue | None:
+    """The result a threshold rule judges: a newer preliminary result when it crosses the
+    threshold (or settles it where the final cannot), else the final one (README, "Which result counts")."""
+    final = usable(facts.labs.get(analyte))
+    preliminary = usable(facts.preliminary_labs.get(analyte))
+    if preliminary is not None and (crosses(preliminary) or final is None):
+        return preliminary
+    return final
+
+
+def ungraded(kb: Knowledge, facts: PatientFacts, lab: LabValue, threshold: str) -> Finding:
+    """The check-unavailable item for a result the lab reported only as a bound that does not settle it."""
+    name = LAB_NAMES.get(lab.analyte, lab.analyte)
+    return unavailable(
+        kb, f"{name} {shown(lab, whole=lab.unit == 'cells/mm3')} not graded",
+        f"{lab_text(facts, lab, whole=lab.unit == 'cells/mm3')}: the lab reported only a bound, which does not "
+        f"settle {threshold}; a measured value is needed.",
+    )
 
 
 # ----------------------------------------------------------------- drugs

@@ -27,6 +27,8 @@ def mosteller(height_cm: float, weight_kg: float) -> float:
 def bsa_for(facts: PatientFacts, kb: Knowledge) -> tuple[float | None, float | None, str]:
     """(capped BSA, uncapped BSA, how it was found or why not)."""
     problems = []
+    if not facts.known("vitals"):
+        return None, None, f"height and weight could not be read ({facts.unavailable['vitals']})"
     for key in ("height", "weight"):
         lab = facts.labs.get(key)
         window = kb.freshness[key]  # [project setting] height 365 d, weight 30 d
@@ -34,6 +36,8 @@ def bsa_for(facts: PatientFacts, kb: Knowledge) -> tuple[float | None, float | N
             problems.append(f"no {key} on record")
         elif lab.value is None:
             problems.append(f"{key} unusable ({lab.problem or 'no value'})")
+        elif lab.comparator:
+            problems.append(f"{key} recorded only as a bound ('{lab.raw}')")
         elif not is_fresh(facts, lab, kb):
             age = age_days(facts, lab.effective)
             old = f"{int(age)} days old" if age is not None else "undated"

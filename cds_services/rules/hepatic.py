@@ -21,12 +21,14 @@ from .common import (
     delete_orders,
     has_capecitabine,
     is_fresh,
+    lab_status,
     lab_text,
     make,
     num,
     reduce_orders,
     rule,
     staleness,
+    unavailable,
     use_line,
     window,
 )
@@ -38,7 +40,7 @@ def _value_line(facts: PatientFacts, kb: Knowledge, v: LiverValue, gilbert_exclu
         if v.uln_defaulted
         else f"ULN {num(v.uln)} {v.lab.unit} (lab reference range)"
     )
-    line = f"- {lab_text(facts, v.lab)}: **{num(v.ratio)} x ULN**; {uln_note}"
+    line = f"- {lab_text(facts, v.lab)}: **{v.shown_ratio} x ULN**; {uln_note}"
     stale = staleness(facts, v.lab, kb)
     if stale:
         line += f"; {stale}"
@@ -48,7 +50,18 @@ def _value_line(facts: PatientFacts, kb: Knowledge, v: LiverValue, gilbert_exclu
 
 
 def _trigger_text(values: dict[str, LiverValue], keys: list[str]) -> str:
-    return ", ".join(f"{LAB_NAMES[k]} {num(values[k].ratio)} x ULN" for k in keys)
+    return ", ".join(f"{LAB_NAMES[k]}{lab_status(values[k].lab)} {values[k].shown_ratio} x ULN" for k in keys)
+
+
+def _ungraded(kb: Knowledge, facts: PatientFacts, values: dict[str, LiverValue], keys: list[str], what: str
+              ) -> Iterator[Finding]:
+    for k in keys:
+        v = values[k]
+        yield unavailable(
+            kb, f"{LAB_NAMES[k]} {v.shown_ratio} x ULN not graded",
+            f"{lab_text(facts, v.lab)} ({v.shown_ratio} x ULN): the lab reported only a bound, which does not "
+            f"settle {what}; a measured value is needed.",
+        )
 
 
 def _stale_suffix(facts: PatientFacts, kb: Knowledge, values: dict[str, LiverValue], keys: list[str]) -> str:
@@ -68,10 +81,13 @@ def hepatic_combination(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]
     values = liver_values(facts, kb)
     t_max = kb.value("combination-transaminase-x-uln")  # [L Boxed warning] 2.5 x ULN
     b_max = kb.value("combination-bilirubin-x-uln")  # [L Boxed warning] 1 x ULN
-    keys = [k for k in ("ast", "alt") if k in values and values[k].ratio > t_max]
-    if "bilirubin" in values and values["bilirubin"].ratio > b_max:
-        keys.append("bilirubin")
+    limits = {"ast": t_max, "alt": t_max, "bilirubin": b_max}
+    answers = {k: values[k].above(limits[k]) for k in LIVER if k in values}
+    keys = [k for k, raised in answers.items() if raised]
     if not keys:
+        open_ = [k for k, raised in answers.items() if raised is None]
+        yield from _ungraded(kb, facts, values, open_, f"the capecitabine contraindication (AST/ALT > {num(t_max)} x "
+                             f"ULN, bilirubin > {num(b_max)} x ULN) [L Boxed warning; §4]")
         return
     summary = (
         f"{_trigger_text(values, keys)}{_stale_suffix(facts, kb, values, keys)} with capecitabine: "
@@ -100,6 +116,9 @@ def hepatic_monotherapy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]
     if has_capecitabine(facts, kb):
         return  # the boxed-warning rule covers the combination (stricter)
     g = grade(facts, kb)
+    if not g.settled:
+        yield from _ungraded(kb, facts, g.values, list(g.unsettled), "the monotherapy dose table [L §2.4]")
+        return
     if not g.reduced:
         return
     if g.band is None:
@@ -108,8 +127,8 @@ def hepatic_monotherapy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]
     else:  # name every value above the no-reduction row
         limit_t = kb.hepatic_bands[0].transaminase_max_x_uln
         limit_b = kb.hepatic_bands[0].bilirubin_max_x_uln
-    keys = [k for k in ("ast", "alt") if k in g.values and g.values[k].ratio > limit_t]
-    if "bilirubin" in g.values and not g.gilbert and g.values["bilirubin"].ratio > limit_b:
+    keys = [k for k in ("ast", "alt") if k in g.values and g.values[k].above(limit_t)]
+    if "bilirubin" in g.values and not g.gilbert and g.values["bilirubin"].above(limit_b):
         keys.append("bilirubin")
     stale = _stale_suffix(facts, kb, g.values, keys)
     lines = [
@@ -171,8 +190,8 @@ def hepatic_monotherapy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]
 @rule("hepatic-impairment-condition")
 def hepatic_impairment_condition(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
     """Liver disease is recorded but there are no current liver tests to grade it [L §2.4]."""
-    if not facts.liver_disease:
-        return
+    if not facts.liver_disease or not facts.known("labs"):
+        return  # without the labs at all, check-unavailable says so; "no current AST" would be untrue
     not_fresh = [k for k in LIVER if not is_fresh(facts, facts.labs.get(k), kb)]
     if not not_fresh:
         return

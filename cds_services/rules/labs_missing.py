@@ -13,7 +13,7 @@ from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import PatientFacts
 
-from .common import LAB_NAMES, age_days, day, is_fresh, make, num, rule, usable
+from .common import LAB_NAMES, age_days, below, day, is_fresh, make, num, rule, usable
 
 REQUIRED = ("neutrophils", "platelets", "ast", "alt", "bilirubin")
 
@@ -38,11 +38,13 @@ def _state(facts: PatientFacts, kb: Knowledge, key: str) -> tuple[str, str] | No
 
 def _wbc_proves_low(facts: PatientFacts, kb: Knowledge) -> bool:
     wbc = usable(facts.labs.get("wbc"))
-    return bool(wbc and is_fresh(facts, wbc, kb) and wbc.value < kb.value("wbc-min"))  # type: ignore[operator]
+    return bool(wbc and is_fresh(facts, wbc, kb) and below(wbc, kb.value("wbc-min")))
 
 
 @rule("labs-missing")
 def labs_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+    if not facts.known("labs"):
+        return  # the labs could not be read at all: check-unavailable says so, not "none on record"
     items = []
     for key in REQUIRED:
         state = _state(facts, kb, key)

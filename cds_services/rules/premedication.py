@@ -46,6 +46,8 @@ def premed_request(facts: PatientFacts, drug: PremedDrug) -> dict[str, Any]:
 @rule("premedication-missing")
 def premedication_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
     premed = kb.premedication
+    if not (facts.known("medicationRequests") and facts.known("medicationStatements")):
+        return  # the medication list could not be read: a premedication may be on it (check-unavailable says so)
     uses = [*facts.draft_orders, *facts.medications]
     have_h1 = [u for u in uses if u.drugs & premed.h1]
     have_h2 = [u for u in uses if u.drugs & premed.h2]

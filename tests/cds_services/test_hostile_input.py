@@ -396,21 +396,22 @@ def test_fhir_status_that_is_not_a_string_is_not_a_500(hostile, sample_request, 
     assert cards is None or "check-unavailable" in rule_codes({"cards": cards})
 
 
-@pytest.mark.parametrize("change", ["unknown-element", "another-patient"])
-def test_unreadable_ixabepilone_draft_is_reported_not_silent(hostile, sample_request, change):
+def test_ixabepilone_draft_of_another_patient_is_reported_not_silent(hostile, sample_request):
     body = copy.deepcopy(sample_request)
-    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
-    if change == "unknown-element":
-        draft["zzDose"] = 1
-    else:
-        draft["subject"] = {"reference": "Patient/someone-else"}
+    body["context"]["draftOrders"]["entry"][0]["resource"]["subject"] = {"reference": "Patient/someone-else"}
     cards = service_cards(post(hostile, SIGN, body), {200, 400})
     assert cards is None or "MedicationRequest/draft-ixa-1" in unavailable_detail(cards)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open gap, fhir_mappings/resources.py parse_resources(): of two resources with the same "
-    "Type/id the first is kept and the other dropped without a word, even when they differ"))
+@FEW
+@given(name=st.from_regex(r"zz[A-Za-z0-9]{0,12}", fullmatch=True), value=st.integers() | st.text(max_size=20))
+def test_unknown_element_on_the_ixabepilone_draft_does_not_stop_a_check(hostile, sample_request, name, value):
+    """An element no check reads never stops a check (issue "Real-world FHIR in", item 1)."""
+    body = copy.deepcopy(sample_request)
+    body["context"]["draftOrders"]["entry"][0]["resource"][name] = value
+    assert_right_cards(service_cards(post(hostile, SIGN, body)))
+
+
 def test_conflicting_duplicates_are_not_resolved_silently(hostile, sample_request):
     """Observation/plt-1 twice: 250,000/mm3 first, then the sample's 80,000/mm3."""
     high = platelets_resource(sample_request)
@@ -633,13 +634,21 @@ unknown_names = st.from_regex(r"zz[A-Za-z0-9]{0,12}", fullmatch=True)  # no FHIR
 
 
 @FUZZ
-@given(name=unknown_names, value=valid_json_values, nested=st.booleans())
-def test_unknown_element_on_the_platelet_result_is_reported_not_ignored(hostile, sample_request, name, value, nested):
-    """FHIR R4 models refuse elements they do not define: the result cannot be read, and the
-    answer must say so (a warning that platelets are missing and the resource named), never silence."""
+@given(name=unknown_names, value=valid_json_values)
+def test_unknown_element_beside_the_platelet_value_does_not_stop_the_platelet_card(hostile, sample_request, name, value):
+    """An element no check reads never stops a check: the 80,000/mm3 result is still read."""
     body = copy.deepcopy(sample_request)
-    resource = body["prefetch"]["labs"]["entry"][0]["resource"]
-    (resource["valueQuantity"] if nested else resource)[name] = value
+    body["prefetch"]["labs"]["entry"][0]["resource"][name] = value
+    assert_right_cards(service_cards(post(hostile, SIGN, body)))
+
+
+@FUZZ
+@given(name=unknown_names, value=valid_json_values)
+def test_unknown_element_inside_the_platelet_value_is_reported_not_ignored(hostile, sample_request, name, value):
+    """Inside the valueQuantity a check reads, an element R4 does not define (a misspelt
+    "comparator"?) means the value cannot be read exactly: said, never guessed and never silent."""
+    body = copy.deepcopy(sample_request)
+    body["prefetch"]["labs"]["entry"][0]["resource"]["valueQuantity"][name] = value
     cards = service_cards(post(hostile, SIGN, body))
     assert platelet_cards(cards) == []
     assert "Observation/plt-1" in unavailable_detail(cards)

@@ -107,39 +107,76 @@ def test_missing_queries_run_concurrently(client, hook_request, sample_request):
     assert "platelets-low" in rule_codes(response.get_json())
 
 
-def test_missing_key_and_no_fhir_server_is_412(client, hook_request):
-    response = post(client, hook_request(drop_prefetch=("labs", "conditions")))
+ALL_KEYS = ("patient", "medicationRequests", "medicationStatements", "labs", "vitals", "reproductive",
+            "conditions", "allergies", "procedures", "immunizations")
+
+
+def unavailable_text(answer):
+    return " ".join(c["summary"] + " " + c["detail"] for c in answer["cards"]
+                    if c["source"]["topic"]["code"] == "check-unavailable")
+
+
+def test_no_key_at_all_and_no_fhir_server_is_412_naming_every_key(client, hook_request):
+    """Spec 2.0 requirement 54: the service cannot obtain the data it needs."""
+    response = post(client, hook_request(drop_prefetch=ALL_KEYS))
     assert response.status_code == 412
     body = response.get_json()
     assert body["resourceType"] == "OperationOutcome"
-    assert "conditions, labs" in body["issue"][0]["diagnostics"]
+    diagnostics = body["issue"][0]["diagnostics"]
+    assert all(f"{key}: not prefetched, and the request has no fhirServer" in diagnostics for key in ALL_KEYS)
+    assert sorted(body["issue"][0]["expression"]) == sorted(f"prefetch.{key}" for key in ALL_KEYS)
+
+
+def test_some_keys_missing_and_no_fhir_server_gives_every_card_the_rest_allows(client, hook_request):
+    """Partial data never hides a card: the platelet count was sent, so its card is there."""
+    response = post(client, hook_request(drop_prefetch=("conditions", "medicationStatements")))
+    assert response.status_code == 200
+    answer = response.get_json()
+    assert rule_codes(answer)[0] == "platelets-low"
+    text = unavailable_text(answer)
+    assert "prefetch.conditions could not be had (not prefetched, and the request has no fhirServer" in text
+    assert "prefetch.medicationStatements could not be had" in text
+    assert "Pregnancy" in text and "Strong CYP3A4 inhibitor" in text  # the checks each one weakens
+
+
+def test_missing_labs_are_not_reported_as_labs_not_on_record(client, hook_request):
+    answer = post(client, hook_request(drop_prefetch=("labs",))).get_json()
+    assert "labs-missing" not in rule_codes(answer)  # unknown is not "none on record"
+    assert "prefetch.labs could not be had" in unavailable_text(answer)
+
+
+@pytest.mark.parametrize(("status", "words"), [
+    (400, "unexpected status 400"), (403, "refused access (403)"), (404, "not found on the FHIR server (404)"),
+    (401, "refused access (401)"), (500, "FHIR server error (500)"),
+])
+@responses.activate
+def test_a_server_that_does_not_support_a_resource_type_does_not_hide_the_platelet_card(
+        client, hook_request, caplog, status, words):
+    responses.get(f"{FHIR}/MedicationStatement", status=status,
+                  json={"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-supported"}]})
+    response = post(client, with_server(hook_request(drop_prefetch=("medicationStatements",))))
+    assert response.status_code == 200
+    answer = response.get_json()
+    assert [c["indicator"] for c in answer["cards"] if c["source"]["topic"]["code"] == "platelets-low"] == ["critical"]
+    text = unavailable_text(answer)
+    assert "prefetch.medicationStatements could not be had" in text and words in text
+    assert TOKEN not in caplog.text and TOKEN not in response.get_data(as_text=True)
 
 
 @responses.activate
-def test_fhir_server_401_is_412_saying_access_was_refused(client, hook_request, caplog):
-    responses.get(f"{FHIR}/Observation", status=401, json={"resourceType": "OperationOutcome", "issue": []})
-    response = post(client, with_server(hook_request(drop_prefetch=("labs",))))
-    assert response.status_code == 412
-    assert "refused access (401)" in response.get_json()["issue"][0]["diagnostics"]
-    assert TOKEN not in caplog.text
-    assert TOKEN not in response.get_data(as_text=True)
-
-
-@responses.activate
-def test_fhir_server_timeout_is_412_saying_so(client, hook_request):
+def test_fhir_server_timeout_is_reported_on_the_card(client, hook_request):
     responses.get(f"{FHIR}/Observation", body=requests.ReadTimeout("slow"))
-    response = post(client, with_server(hook_request(drop_prefetch=("labs",))))
-    assert response.status_code == 412
-    assert "did not answer in time" in response.get_json()["issue"][0]["diagnostics"]
+    answer = post(client, with_server(hook_request(drop_prefetch=("labs",)))).get_json()
+    assert "did not answer in time" in unavailable_text(answer)
 
 
 @responses.activate
 def test_redirects_are_not_followed(client, hook_request):
     responses.get(f"{FHIR}/Observation", status=302, headers={"Location": "https://evil.example/steal"})
     response = post(client, with_server(hook_request(drop_prefetch=("labs",))))
-    assert response.status_code == 412
+    assert response.status_code == 200
     assert len(responses.calls) == 1
-    assert "redirect" in response.get_json()["issue"][0]["diagnostics"]
+    assert "redirect" in unavailable_text(response.get_json())
 
 
 @responses.activate
@@ -147,16 +184,27 @@ def test_oversized_fhir_response_is_refused(make_app, hook_request):
     client = make_app({"fhir_max_response_bytes": 1000}).test_client()
     responses.get(f"{FHIR}/Observation", body="x" * 5000)
     response = post(client, with_server(hook_request(drop_prefetch=("labs",))))
-    assert response.status_code == 412
-    assert "larger than 1000 bytes" in response.get_json()["issue"][0]["diagnostics"]
+    assert "larger than 1000 bytes" in unavailable_text(response.get_json())
 
 
-@pytest.mark.parametrize("bad", ["not json at all", '{"resourceType": 5}'])
+@pytest.mark.parametrize(("bad", "words"), [("not json at all", "invalid JSON"),
+                                            ('{"resourceType": 5}', "not a FHIR resource")])
 @responses.activate
-def test_unusable_fhir_answer_is_412(client, hook_request, bad):
+def test_unusable_fhir_answer_is_reported(client, hook_request, bad, words):
     responses.get(f"{FHIR}/Observation", body=bad)
     response = post(client, with_server(hook_request(drop_prefetch=("labs",))))
+    assert response.status_code == 200 and words in unavailable_text(response.get_json())
+
+
+@responses.activate
+def test_every_key_failing_on_the_fhir_server_is_412(client, hook_request):
+    responses.get(f"{FHIR}/Patient/ixa-demo-1", status=401)
+    for path in ("MedicationRequest", "MedicationStatement", "Observation", "Condition", "AllergyIntolerance",
+                 "Procedure", "Immunization"):
+        responses.get(f"{FHIR}/{path}", status=401)
+    response = post(client, with_server(hook_request(drop_prefetch=ALL_KEYS)))
     assert response.status_code == 412
+    assert "refused access (401)" in response.get_json()["issue"][0]["diagnostics"]
 
 
 @responses.activate(assert_all_requests_are_fired=True)
@@ -170,9 +218,65 @@ def test_fhir_server_off_the_allowlist_is_never_contacted(client, hook_request, 
     body = with_server(hook_request(drop_prefetch=("labs",)))
     body["fhirServer"] = server
     response = post(client, body)
-    assert response.status_code == 412
-    assert "not a FHIR server this service is configured to call" in response.get_json()["issue"][0]["diagnostics"]
+    assert response.status_code == 200
+    assert "not a FHIR server this service is configured to call" in unavailable_text(response.get_json())
     assert len(responses.calls) == 0
+
+
+# --- a Bundle that says it is incomplete ---------------------------------------------
+
+def test_bundle_whose_total_exceeds_its_entries_without_a_next_link_is_reported(client, hook_request, sample_request):
+    labs = dict(sample_request["prefetch"]["labs"])
+    labs["total"] = len(labs["entry"]) + 40
+    answer = post(client, hook_request(labs=labs)).get_json()
+    assert rule_codes(answer)[0] == "platelets-low"
+    assert f"prefetch.labs says {len(labs['entry']) + 40} resources matched but holds {len(labs['entry'])}" in \
+        unavailable_text(answer)
+
+
+def test_included_entries_do_not_count_against_the_total(client, hook_request):
+    med = {"resourceType": "Medication", "id": "m1", "code": {"text": "famotidine"}}
+    bundle = searchset(medication_request("mr-f", "4278", "famotidine"))
+    bundle["entry"].append({"resource": med, "search": {"mode": "include"}})
+    answer = post(client, hook_request(medicationRequests=bundle)).get_json()
+    assert "resources matched but holds" not in unavailable_text(answer)
+
+
+# --- Medications referenced by id are read with one search, not _include ---------------
+
+def test_no_prefetch_template_uses_include(client):
+    """Spec 2.0 §prefetch-query-restrictions recommends a subset without _include."""
+    for service in client.get("/cds-services").get_json()["services"]:
+        assert not any("_include" in template for template in service["prefetch"].values())
+
+
+def ordered_by_reference(mid, med_id):
+    return {"resourceType": "MedicationRequest", "id": mid, "status": "active", "intent": "order",
+            "medicationReference": {"reference": f"Medication/{med_id}"},
+            "subject": {"reference": "Patient/ixa-demo-1"}, "authoredOn": "2026-11-01"}
+
+
+KETOCONAZOLE = {"resourceType": "Medication", "id": "med-keto", "code": {"coding": [
+    {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6135", "display": "ketoconazole"}]}}
+
+
+@responses.activate(assert_all_requests_are_fired=True)
+def test_referenced_medication_is_read_with_one_batched_search(client, hook_request):
+    responses.get(f"{FHIR}/Medication", json=searchset(KETOCONAZOLE), match=[
+        responses.matchers.query_param_matcher({"_id": "med-keto,med-other", "_count": "2"})])
+    meds = searchset(ordered_by_reference("mr-1", "med-keto"), ordered_by_reference("mr-2", "med-other"))
+    answer = post(client, with_server(hook_request(medicationRequests=meds))).get_json()
+    assert "cyp3a4-strong-inhibitor" in rule_codes(answer)
+    assert len(responses.calls) == 1
+    # med-other was not found: its order is named as not checked, never silently passed
+    assert "MedicationRequest/mr-2: its medication Medication/med-other was not found" in unavailable_text(answer)
+
+
+@responses.activate(assert_all_requests_are_fired=True)
+def test_referenced_medication_already_sent_is_not_read_again(client, hook_request):
+    meds = searchset(ordered_by_reference("mr-1", "med-keto"), KETOCONAZOLE)
+    answer = post(client, with_server(hook_request(medicationRequests=meds))).get_json()
+    assert "cyp3a4-strong-inhibitor" in rule_codes(answer) and len(responses.calls) == 0
 
 
 # --- paging: a search Bundle with a next link is only the first page -------------------
@@ -253,12 +357,10 @@ def test_unreadable_later_page_is_reported(client, hook_request):
 
 @responses.activate
 def test_endless_paging_stops_at_the_page_limit_and_says_so(client, hook_request):
-    from cds_services.prefetch import MAX_PAGES
-
     page_2_route(page(PAGE_2_MEDS, NEXT))  # every page links to another
     response = post(client, with_server(hook_request(medicationRequests=page(PAGE_1_MEDS, NEXT))))
-    assert len(responses.calls) == MAX_PAGES - 1  # page 1 came in the prefetch
-    assert f"more than {MAX_PAGES} pages" in unavailable_details(response.get_json())
+    assert len(responses.calls) == 9  # README: up to 10 pages per key; page 1 came in the prefetch
+    assert "more than 10 pages" in unavailable_details(response.get_json())
     assert "cyp3a4-strong-inhibitor" in rule_codes(response.get_json())  # what was read is still checked
 
 

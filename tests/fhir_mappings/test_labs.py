@@ -10,11 +10,15 @@ from tests.fhir_mappings.fhirdata import NOW, fixture, model, observation
 
 
 def labs(*raws):
-    return latest_labs([model(r) for r in raws], NOW)
+    return latest_labs([model(r) for r in raws], NOW).final
+
+
+def latest(*raws, patient=None):
+    return latest_labs([model(r) for r in raws], NOW, patient)
 
 
 def test_platelets_fixture_in_10e3_per_ul_with_the_labs_range():
-    lab = latest_labs([fixture("observation-platelets-80.json")], NOW)["platelets"]
+    lab = latest_labs([fixture("observation-platelets-80.json")], NOW).final["platelets"]
     assert lab.value == pytest.approx(80_000) and lab.unit == "cells/mm3"
     assert lab.raw == "80 10*3/uL" and lab.code == "777-3" and lab.ref == "Observation/plt-1"
     assert lab.effective == datetime(2026, 11, 24, 8, 30, tzinfo=timezone.utc)
@@ -54,35 +58,60 @@ def test_implausible_count_in_10e3_per_ul(value, believed):
         assert "plausible" in lab.problem
 
 
-def test_latest_wins_over_older_and_a_newer_unusable_value_is_not_replaced_by_an_older_one():
+def test_latest_wins_over_older():
     result = labs(
         observation("777-3", 250, "10*3/uL", oid="old", when="2026-11-01T08:00:00Z"),
         observation("777-3", 80, "10*3/uL", oid="new", when="2026-11-24T08:00:00Z"),
     )["platelets"]
-    assert result.ref == "Observation/new" and result.value == pytest.approx(80_000)
-    unusable = labs(
-        observation("777-3", 250, "10*3/uL", oid="old", when="2026-11-01T08:00:00Z"),
-        observation("777-3", 80, "furlongs", oid="new", when="2026-11-24T08:00:00Z"),
-    )["platelets"]
-    assert unusable.ref == "Observation/new" and unusable.value is None
+    assert result.ref == "Observation/new" and result.value == pytest.approx(80_000) and result.newer_unusable is None
+
+
+@pytest.mark.parametrize("newest", [
+    observation("777-3", 80, "furlongs", oid="new", when="2026-11-24T08:00:00Z"),
+    observation("777-3", None, None, oid="new", when="2026-11-24T08:00:00Z",
+                dataAbsentReason={"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                                              "code": "error"}], "text": "specimen clotted"}),
+])
+def test_a_newest_result_without_a_usable_value_gives_way_to_the_newest_usable_one_and_is_named(newest):
+    result = labs(observation("777-3", 250, "10*3/uL", oid="old", when="2026-11-20T08:00:00Z"), newest)["platelets"]
+    assert result.ref == "Observation/old" and result.value == pytest.approx(250_000)
+    assert result.newer_unusable.ref == "Observation/new" and result.newer_unusable.value is None
+
+
+def test_with_no_usable_result_at_all_the_newest_is_kept_with_its_problem():
+    result = labs(observation("777-3", 80, "furlongs", oid="new"))["platelets"]
+    assert result.value is None and result.problem == "unknown unit 'furlongs'"
 
 
 @pytest.mark.parametrize(("status", "used"), [
     ("final", True), ("amended", True), ("corrected", True),
     ("preliminary", False), ("registered", False), ("cancelled", False), ("entered-in-error", False),
 ])
-def test_only_final_amended_corrected_results_count(status, used):
-    result = labs(
+def test_only_final_amended_corrected_results_are_the_final_value(status, used):
+    result = latest(
         observation("777-3", 250, "10*3/uL", oid="older-final", when="2026-11-20T08:00:00Z"),
         observation("777-3", 80, "10*3/uL", oid="newer", status=status, when="2026-11-24T08:00:00Z"),
-    )["platelets"]
-    assert result.ref == ("Observation/newer" if used else "Observation/older-final")
+    )
+    assert result.final["platelets"].ref == ("Observation/newer" if used else "Observation/older-final")
+    in_preliminary = status in ("preliminary", "registered")
+    assert ("platelets" in result.preliminary) is in_preliminary
+    if in_preliminary:
+        assert result.preliminary["platelets"].ref == "Observation/newer"
+        assert result.preliminary["platelets"].preliminary and result.preliminary["platelets"].status == status
+
+
+def test_a_preliminary_result_older_than_the_final_one_is_not_kept():
+    result = latest(
+        observation("777-3", 80, "10*3/uL", oid="prelim", status="preliminary", when="2026-11-20T08:00:00Z"),
+        observation("777-3", 250, "10*3/uL", oid="final", when="2026-11-24T08:00:00Z"),
+    )
+    assert result.final["platelets"].ref == "Observation/final" and result.preliminary == {}
 
 
 def test_effective_period_end_then_issued_are_the_fallback_dates():
-    ast = latest_labs([fixture("observation-ast-no-range.json")], NOW)["ast"]
+    ast = latest_labs([fixture("observation-ast-no-range.json")], NOW).final["ast"]
     assert ast.effective == datetime(2026, 11, 23, 7, 15, tzinfo=timezone.utc)
-    bili = latest_labs([fixture("observation-bilirubin-umol.json")], NOW)["bilirubin"]
+    bili = latest_labs([fixture("observation-bilirubin-umol.json")], NOW).final["bilirubin"]
     assert bili.effective == datetime(2026, 11, 22, 11, 0, tzinfo=timezone.utc)  # issued, +01:00 to UTC
 
 
@@ -101,7 +130,7 @@ def test_newer_by_effective_period_beats_older_effective_date_time():
 
 
 def test_missing_reference_range_uses_the_documented_default_uln():
-    ast = latest_labs([fixture("observation-ast-no-range.json")], NOW)["ast"]
+    ast = latest_labs([fixture("observation-ast-no-range.json")], NOW).final["ast"]
     assert ast.value == 88 and ast.uln == 40 and ast.uln_defaulted is True  # [ixabepilone.md L §2.4]
 
 
@@ -113,7 +142,7 @@ def test_default_uln_per_liver_test(loinc, analyte, default):
 
 
 def test_reference_range_in_umol_is_converted_to_mg_per_dl():
-    bili = latest_labs([fixture("observation-bilirubin-umol.json")], NOW)["bilirubin"]
+    bili = latest_labs([fixture("observation-bilirubin-umol.json")], NOW).final["bilirubin"]
     assert bili.value == pytest.approx(2.0) and bili.uln == pytest.approx(1.2, abs=0.01) and not bili.uln_defaulted
 
 

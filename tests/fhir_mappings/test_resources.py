@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from scripts.fhir_server import read_bundle
-from fhir_mappings.resources import UNREAD_ELEMENTS, parse_resource, parse_resources, resources_from_bundle
+from fhir_mappings.reading import READ_ELEMENTS, unreadable_elements
+from fhir_mappings.resources import parse_resource, parse_resources, resources_from_bundle
 from tests.fhir_mappings.fhirdata import NOW, PATIENT, observation, raw
 
 
@@ -26,30 +27,56 @@ def test_parse_resource_reads_r4_json_with_the_r4b_models():
 
 
 @pytest.mark.parametrize(("data", "words"), [
-    ({**observation("777-3", 80, "10*3/uL", oid="bad"), "foo": 1}, ["Observation/bad", "foo"]),
-    ({**observation("777-3", 80, "10*3/uL", oid="bad"), "effectiveDateTime": "yesterday"}, ["Observation/bad", "effectiveDateTime"]),
     ({"resourceType": "Nonsense", "id": "n1"}, ["Nonsense/n1", "not a FHIR R4 resource type"]),
     ({"id": "x"}, ["no resourceType"]),
     ("a string", ["not a FHIR resource"]),
 ])
-def test_unparseable_resource_gets_one_short_sentence(data, words):
+def test_what_is_not_a_resource_gets_one_short_sentence(data, words):
     resource, problem = parse_resource(data)
     assert resource is None
     assert all(w in problem for w in words) and len(problem) < 250 and "Traceback" not in problem
 
 
+def test_an_element_no_check_reads_is_passed_over_whatever_its_shape():
+    """The CDS Hooks sandbox sends category as one object; an unknown element, a bad narrative: not read."""
+    data = {**observation("777-3", 80, "10*3/uL", oid="plt"), "foo": 1, "category": {"text": "Laboratory"},
+            "text": {"status": "nonsense"}, "meta": {"lastUpdated": "not a date"}}
+    resource, problem = parse_resource(data)
+    assert problem is None and resource.valueQuantity.value == 80 and unreadable_elements(resource) == {}
+
+
+def test_a_malformed_element_that_is_read_is_named_and_the_rest_is_kept():
+    data = {**observation("777-3", 80, "10*3/uL", oid="bad"), "effectiveDateTime": "yesterday"}
+    parsed, problems = parse_resources([data], PATIENT)
+    assert parsed[0].valueQuantity.value == 80 and parsed[0].effectiveDateTime is None
+    assert "effectiveDateTime" in unreadable_elements(parsed[0])
+    assert len(problems) == 1 and problems[0].startswith("Observation/bad: its effectiveDateTime is not valid FHIR R4")
+
+
+def test_an_object_where_r4_wants_a_list_is_read_as_a_list_of_one_at_any_depth():
+    """The CDS Hooks 2.0 order-sign example sends doseAndRate as an object."""
+    order = {"resourceType": "MedicationRequest", "id": "mr", "status": "draft", "intent": "order",
+             "medicationCodeableConcept": {"coding": {"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                      "code": "1726276"}},
+             "dosageInstruction": [{"doseAndRate": {"doseQuantity": {"value": 72, "unit": "mg"}}}]}
+    resource, problem = parse_resource(order)
+    assert problem is None and unreadable_elements(resource) == {}
+    assert resource.dosageInstruction[0].doseAndRate[0].doseQuantity.value == 72
+    assert resource.medicationCodeableConcept.coding[0].code == "1726276"
+
+
 def test_problem_does_not_echo_a_huge_input():
     huge = {**observation("777-3", 80, "10*3/uL", oid="big"), "effectiveDateTime": "x" * 100_000}
-    _, problem = parse_resource(huge)
-    assert len(problem) < 250
+    _, problems = parse_resources([huge], PATIENT)
+    assert len(problems) == 1 and len(problems[0]) < 250
 
 
 def test_one_bad_resource_does_not_sink_the_rest():
     good = observation("777-3", 80, "10*3/uL", oid="good")
-    bad = {**observation("751-8", 1.2, "10*3/uL", oid="bad"), "foo": 1}
+    bad = {"resourceType": "Observaton", "id": "bad"}
     parsed, problems = parse_resources([bad, good], PATIENT)
     assert [r.id for r in parsed] == ["good"]
-    assert len(problems) == 1 and problems[0].startswith("Observation/bad")
+    assert len(problems) == 1 and problems[0].startswith("Observaton/bad")
 
 
 @pytest.mark.parametrize("reference", ["Patient/someone-else", "https://ehr.example.org/fhir/Patient/someone-else"])
@@ -83,6 +110,29 @@ def test_duplicate_resource_counts_once():
     assert len(parsed) == 1 and problems == []
 
 
+def _versioned(value, *, updated=None, version=None):
+    data = observation("777-3", value, "10*3/uL", oid="plt-1")
+    data["meta"] = {k: v for k, v in (("lastUpdated", updated), ("versionId", version)) if v}
+    return data
+
+
+@pytest.mark.parametrize(("first", "second", "value"), [
+    (_versioned(250, updated="2026-11-24T09:00:00Z"), _versioned(80, updated="2026-11-24T10:00:00Z"), 80),
+    (_versioned(80, updated="2026-11-24T10:00:00Z"), _versioned(250, updated="2026-11-24T09:00:00Z"), 80),
+    (_versioned(250, version="2"), _versioned(80, version="10"), 80),  # numbers, not text: 10 > 2
+])
+def test_conflicting_copies_the_later_version_wins_and_is_reported(first, second, value):
+    parsed, problems = parse_resources([first, second], PATIENT)
+    assert [r.valueQuantity.value for r in parsed] == [value]
+    assert len(problems) == 1 and "Observation/plt-1 was sent twice with different content" in problems[0]
+
+
+def test_conflicting_copies_without_versions_keep_the_first_and_say_so():
+    parsed, problems = parse_resources([_versioned(250), _versioned(80)], PATIENT)
+    assert [r.valueQuantity.value for r in parsed] == [250]
+    assert "no version to tell which is current" in problems[0] and "review this record by hand" in problems[0]
+
+
 def test_operation_outcome_is_reported_not_parsed_as_data():
     parsed, problems = parse_resources([raw("operationoutcome.json"), raw("observation-platelets-80.json")], PATIENT)
     assert [r.get_resource_type() for r in parsed] == ["Observation"]
@@ -102,13 +152,14 @@ def test_resources_the_checks_never_read_are_not_parsed_or_reported():
     assert parsed == [] and problems == []
 
 
-def test_with_now_only_the_newest_usable_result_per_analyte_is_parsed():
+def test_with_now_only_results_down_to_the_newest_usable_final_are_parsed():
     history = [observation("777-3", 200 + i, "10*3/uL", oid=f"p{i}", when=f"2026-11-{i + 1:02d}T08:00:00Z") for i in range(20)]
     future = observation("777-3", 10, "10*3/uL", oid="future", when="2026-12-01T08:00:00Z")
-    broken_newest = {**observation("777-3", 5, "10*3/uL", oid="broken", when="2026-11-24T09:00:00Z"), "foo": 1}
-    parsed, problems = parse_resources([*history, future, broken_newest], PATIENT, now=NOW)
-    assert {r.id for r in parsed} == {"future", "p19"}
-    assert len(problems) == 1 and "Observation/broken" in problems[0]
+    no_value = {**observation("777-3", None, None, oid="clotted", when="2026-11-24T09:00:00Z"),
+                "dataAbsentReason": {"text": "specimen clotted"}}
+    parsed, problems = parse_resources([*history, future, no_value], PATIENT, now=NOW)
+    # The newest has no value: the parse goes on to the newest with one (p19); the future one is not read.
+    assert {r.id for r in parsed} == {"clotted", "p19"} and problems == []
 
 
 def test_pruning_by_now_gives_the_same_facts_as_parsing_everything():
@@ -127,46 +178,43 @@ def test_pruning_by_now_gives_the_same_facts_as_parsing_everything():
     assert full == pruned and set(full.labs) == {"platelets", "neutrophils", "ast", "height", "weight"}
 
 
-# --- slim parsing of the record (elements no mapping reads are dropped first)
+# --- only the elements the mappings read are validated
 
-def _facts(raws, patient_id, slim):
+def _facts(raws, patient_id):
     from fhir_mappings import build_facts
 
-    parsed, problems = parse_resources(raws, patient_id, now=NOW, slim=slim)
+    parsed, problems = parse_resources(raws, patient_id, now=NOW, record=True)
     return build_facts(parsed, [], patient_id, NOW, problems=problems)
 
 
-_PATIENT_BUNDLES = sorted(
-    p for p in (Path(__file__).parents[1] / "fixtures" / "patients").glob("*.json")
-    if json.loads(p.read_text()).get("resourceType") == "Bundle")
+def test_every_element_read_exists_in_its_r4b_model():
+    from fhir_mappings.reading import model_class
+
+    for rtype, elements in READ_ELEMENTS.items():
+        assert set(elements) <= set(model_class(rtype).model_fields), rtype
 
 
-@pytest.mark.parametrize("path", _PATIENT_BUNDLES, ids=lambda p: p.stem)
-def test_slim_parsing_gives_the_same_facts_for_every_fixture_patient(path):
-    raws = resources_from_bundle(read_bundle(path, NOW))  # {{now-21d}} dates rendered against NOW
-    patient_id = next(r["id"] for r in raws if r["resourceType"] == "Patient")
-    # Record mode also skips medications that name no known drug: no check reads those.
-    whole = _facts(raws, patient_id, slim=False)
-    whole = dataclasses.replace(whole, medications=tuple(m for m in whole.medications if m.drugs))
-    assert _facts(raws, patient_id, slim=True) == whole
-
-
-def test_ehr_export_observation_gives_the_same_lab_slim_or_whole():
+def test_ehr_export_observation_reads_its_value_and_passes_over_the_rest():
     export = raw("observation-platelets-80-ehr-export.json")
-    assert {"text", "meta", "identifier", "performer", "note"} <= UNREAD_ELEMENTS & set(export)
-    slim, whole = _facts([export], PATIENT, slim=True), _facts([export], PATIENT, slim=False)
-    assert slim.labs == whole.labs and slim.labs["platelets"].value == 80_000
+    assert {"text", "meta", "identifier", "performer", "note"} <= set(export)
+    facts = _facts([export], PATIENT)
+    assert facts.problems == () and facts.labs["platelets"].value == 80_000
 
 
-def test_malformed_unread_element_is_ignored_only_when_slim():
-    bad = {**observation("777-3", 80, "10*3/uL", oid="bad-meta"), "meta": {"lastUpdated": "not a date"}}
-    slim, whole = _facts([bad], PATIENT, slim=True), _facts([bad], PATIENT, slim=False)
-    assert slim.problems == () and slim.labs["platelets"].value == 80_000
-    assert any("Observation/bad-meta" in p for p in whole.problems) and "platelets" not in whole.labs
+def test_a_resource_with_a_modifier_extension_is_not_used_and_is_reported():
+    """FHIR R4 §2.21.0.3: a modifier extension may change what a resource means."""
+    negated = {**observation("777-3", 80, "10*3/uL", oid="neg"), "modifierExtension": [
+        {"url": "http://example.org/fhir/StructureDefinition/negated", "valueBoolean": True}]}
+    parsed, problems = parse_resources([negated], PATIENT, record=True)
+    assert parsed == []
+    assert "Observation/neg carries a modifier extension" in problems[0] and "negated" in problems[0]
 
 
-def test_modifier_extension_is_never_dropped():
-    assert "modifierExtension" not in UNREAD_ELEMENTS
-    parsed, _ = parse_resources([{**observation("777-3", 80, "10*3/uL"), "modifierExtension": [
-        {"url": "http://example.org/fhir/StructureDefinition/negated", "valueBoolean": True}]}], PATIENT, slim=True)
-    assert parsed[0].modifierExtension[0].valueBoolean is True
+@pytest.mark.parametrize("data", [
+    {k: v for k, v in observation("777-3", 40, "10*3/uL", oid="nostatus").items() if k != "status"},
+    {"resourceType": "MedicationRequest", "id": "nostatus", "intent": "order", "subject": {"reference": f"Patient/{PATIENT}"},
+     "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6135"}]}},
+])
+def test_a_record_resource_without_its_required_status_is_reported_not_skipped(data):
+    parsed, problems = parse_resources([data], PATIENT, now=NOW, record=True)
+    assert len(problems) == 1 and "/nostatus has no status, so whether it is current cannot be told" in problems[0]

@@ -194,7 +194,7 @@ def build(record, drafts=()):
     from fhir_mappings import build_facts
     from fhir_mappings.resources import parse_resources
 
-    parsed, problems = parse_resources(record, PATIENT, now=NOW, slim=True)
+    parsed, problems = parse_resources(record, PATIENT, now=NOW, record=True)
     draft_models, _ = parse_resources(drafts, PATIENT)
     assert problems == []
     return build_facts(parsed, draft_models, PATIENT, NOW)

@@ -140,3 +140,12 @@ def test_dose_problem_is_a_dose_card_not_silence(kb):
     order = ixabepilone_order(dose=Dose(raw="", problem="no doseQuantity"))
     facts = make_facts(orders=(order,), draft_orders=(order,) + make_facts().draft_orders[1:])
     assert only(evaluate(facts, kb), "dose-check").indicator == "warning"
+
+
+def test_every_kind_of_record_data_names_the_checks_that_need_it():
+    from cds_services.rules import CHECKS_BY_DATA, RULES
+    from fhir_mappings.facts import DATA_KINDS
+
+    assert tuple(CHECKS_BY_DATA) == DATA_KINDS
+    codes = {rule.code for rule in RULES}
+    assert all(set(checks) <= codes for checks in CHECKS_BY_DATA.values())
