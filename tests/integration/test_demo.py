@@ -92,5 +92,5 @@ def test_ctrl_c_stops_both_servers(fhir_installed):
 def test_unknown_patient_is_refused_before_anything_starts():
     done = run_demo("ixa-nobody", timeout=30)
     assert done.returncode == 2
-    assert done.stderr.startswith("error: no such patient: ixa-nobody (known: ixa-anc-low, ")
+    assert done.stderr.startswith("error: no such patient: ixa-nobody (known: ixa-anc-bound, ixa-anc-low, ")
     assert done.stdout == ""

@@ -1,10 +1,12 @@
-"""When the EHR's FHIR server fails us: down, slow, or refusing the token.
+"""When the EHR's FHIR server fails us: down, slow, dripping, or refusing the token.
 
 The service cannot check a patient it cannot read, and must say so plainly
 rather than answer "no cards" (which an EHR shows as "nothing wrong") or a 500.
 What it promises (README "Prefetch and errors"; ``cds_services/prefetch.py``):
-a **412** whose OperationOutcome names every prefetch key it could not read and
-why, within the configured timeouts, never echoing the token.
+when no key at all could be read, a **412** whose OperationOutcome names every
+prefetch key and why; when some could, a 200 with every card the rest allows
+and a check-unavailable card naming the keys that could not be read; either
+within the call's FHIR deadline, never echoing the token.
 """
 from __future__ import annotations
 
@@ -24,18 +26,22 @@ SLOW_SERVER_DELAY = 10.0  # s the slow server would take; released at teardown
 
 
 def unreadable(reason: str, keys: list[str]) -> dict[str, Any]:
-    """The 412 body when ``keys`` could not be read from fhirServer, each for ``reason``."""
+    """The 412 body when none of ``keys`` could be read from fhirServer, each for ``reason``."""
     keys = sorted(keys)
     return {
         "resourceType": "OperationOutcome",
         "issue": [{
             "severity": "error",
             "code": "incomplete",
-            "diagnostics": "could not read the data the checks need from the FHIR server: "
-            + "; ".join(f"{key}: {reason}" for key in keys),
+            "diagnostics": "none of the data the checks need could be had: "
+            + "; ".join(f"{key}: not prefetched; the FHIR server read failed: {reason}" for key in keys),
             "expression": [f"prefetch.{key}" for key in keys],
         }],
     }
+
+
+def unavailable_text(answer: dict[str, Any]) -> str:
+    return " ".join(c["detail"] for c in answer["cards"] if c["source"]["topic"]["code"] == "check-unavailable")
 
 
 @pytest.fixture(scope="module")
@@ -111,21 +117,26 @@ def test_server_down_is_a_412_naming_every_key(service_factory, make_hook, fhir_
     assert response.get_json() == unreadable("could not connect to the FHIR server", keys)
 
 
-def test_server_down_with_partial_prefetch_names_only_the_keys_not_sent(
+def test_server_down_with_partial_prefetch_gives_the_cards_the_prefetch_allows(
     service_factory, make_hook, fhir_tools, fhir_server, fhir_patients, closed_port, prefetch_templates
 ):
+    """Partial data never hides a card: ixa-platelets-low's labs were sent, so its card is there [L §4]."""
     down = f"http://127.0.0.1:{closed_port}/fhir"
     client = service_factory({"fhir_servers": (down,), "allow_http_fhir": True}, clock=lambda: fhir_patients.now).test_client()
     given = {}
     for key in ("patient", "labs", "medicationRequests"):
-        query = prefetch_templates[key].replace("{{context.patientId}}", "ixa-clean")
+        query = prefetch_templates[key].replace("{{context.patientId}}", "ixa-platelets-low")
         status, given[key] = fhir_tools.request(fhir_server, None, "GET", query)
         assert status == 200
-    response = client.post(SERVICE, json=make_hook("ixa-clean", fhir_patients.order("ixa-clean"), down, "any-token", given))
-    assert response.status_code == 412
-    assert response.get_json() == unreadable(
-        "could not connect to the FHIR server", [key for key in prefetch_templates if key not in given]
-    )
+    response = client.post(SERVICE, json=make_hook(
+        "ixa-platelets-low", fhir_patients.order("ixa-platelets-low"), down, "any-token", given))
+    assert response.status_code == 200
+    answer = response.get_json()
+    assert [c["indicator"] for c in answer["cards"] if c["source"]["topic"]["code"] == "platelets-low"] == ["critical"]
+    text = unavailable_text(answer)
+    for key in prefetch_templates:
+        named = f"prefetch.{key} could not be had (not prefetched; the FHIR server read failed: could not connect" in text
+        assert named is (key not in given), key
 
 
 # ---------------------------------------------------------------- slow
@@ -148,7 +159,7 @@ def test_slow_server_times_out_within_the_read_timeout(service_factory, make_hoo
     # All keys are read side by side: the wait is one read timeout, not ten.
     assert READ_TIMEOUT <= elapsed < READ_TIMEOUT + 1.5, elapsed
     assert response.status_code == 412
-    assert response.get_json() == unreadable("FHIR server did not answer in time", keys)
+    assert response.get_json() == unreadable("FHIR server did not answer in time", keys)  # the read timeout, not the deadline
     # The time went into waiting on the server, not into failing early: every query reached it.
     deadline = time.monotonic() + 2
     while len(slow_server.requests) < len(keys) and time.monotonic() < deadline:
@@ -173,3 +184,89 @@ def test_token_refused_by_the_real_server_is_a_412_not_a_500(local_service, make
     assert "WWW-Authenticate" not in response.headers  # the caller's credentials to us were fine
     if token:
         assert token not in response.get_data(as_text=True)
+
+
+# ---------------------------------------------------------------- dripping: one deadline per call
+
+DEADLINE = 1.5  # s, CDS_FHIR_DEADLINE for the dripping-server tests
+
+
+class DrippingServer(SlowServer):
+    """A FHIR server that sends its headers at once, then one byte a second: every socket read
+    succeeds, so only a deadline on the whole call can stop it (the read timeout never fires)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        drip = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                drip.requests.append(self.path)
+                body = b'{"resourceType": "Bundle", "type": "searchset", "total": 0}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/fhir+json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                for byte in body:
+                    if drip.release.wait(1.0):
+                        return
+                    try:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    except OSError:
+                        return  # the service hung up, as it should at its deadline
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd.RequestHandlerClass = Handler
+
+
+@pytest.fixture(scope="module")
+def dripping_server() -> Iterator[DrippingServer]:
+    with DrippingServer() as server:
+        yield server
+
+
+def test_a_dripping_server_is_cut_off_at_the_call_deadline_not_per_byte(
+    service_factory, make_hook, fhir_patients, dripping_server, keys
+):
+    client = service_factory(
+        {"fhir_servers": (dripping_server.base_url,), "allow_http_fhir": True, "fhir_read_timeout": 5.0,
+         "fhir_deadline": DEADLINE},
+        clock=lambda: fhir_patients.now,
+    ).test_client()
+    began = time.monotonic()
+    response = client.post(SERVICE, json=make_hook(
+        "ixa-clean", fhir_patients.order("ixa-clean"), dripping_server.base_url, "any-token"))
+    elapsed = time.monotonic() - began
+    # The read timeout (5 s) is per byte and would never fire; the body takes 60 s at one byte a second.
+    assert DEADLINE <= elapsed < DEADLINE + 1.0, elapsed
+    assert response.status_code == 412
+    assert "within the call's deadline" in response.get_json()["issue"][0]["diagnostics"]
+
+
+def test_a_dripping_server_for_some_keys_still_gives_the_cards_of_the_others(
+    service_factory, make_hook, fhir_tools, fhir_server, fhir_patients, dripping_server, prefetch_templates
+):
+    client = service_factory(
+        {"fhir_servers": (dripping_server.base_url,), "allow_http_fhir": True, "fhir_deadline": DEADLINE},
+        clock=lambda: fhir_patients.now,
+    ).test_client()
+    given = {}
+    for key in prefetch_templates:
+        if key in ("medicationStatements", "procedures"):
+            continue  # these two are left to the dripping server
+        query = prefetch_templates[key].replace("{{context.patientId}}", "ixa-platelets-low")
+        status, given[key] = fhir_tools.request(fhir_server, None, "GET", query)
+        assert status == 200
+    began = time.monotonic()
+    response = client.post(SERVICE, json=make_hook(
+        "ixa-platelets-low", fhir_patients.order("ixa-platelets-low"), dripping_server.base_url, "any-token", given))
+    assert time.monotonic() - began < DEADLINE + 1.0
+    answer = response.get_json()
+    assert response.status_code == 200
+    assert [c["indicator"] for c in answer["cards"] if c["source"]["topic"]["code"] == "platelets-low"] == ["critical"]
+    text = unavailable_text(answer)
+    assert "prefetch.medicationStatements could not be had" in text and "prefetch.procedures could not be had" in text
+    assert "within the call's deadline" in text
