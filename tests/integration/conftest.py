@@ -14,6 +14,7 @@ server exits instead.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -93,33 +94,49 @@ def unavailable(what: str, exc: Exception) -> None:
     pytest.skip(f"{message} (under CI=true this fails)")
 
 
+def install_server(script: ModuleType, error: type[Exception], what: str, timings: dict[str, float]) -> Any:
+    """``script.install()``, timed; ``unavailable`` when it raises ``error``."""
+    began = time.monotonic()
+    try:
+        installed = script.install()
+    except error as exc:
+        unavailable(what, exc)
+    timings.setdefault("install", time.monotonic() - began)
+    return installed
+
+
+@contextlib.contextmanager
+def running_server(script: ModuleType, error: type[Exception], what: str, timings: dict[str, float]) -> Iterator[Any]:
+    """A server from ``script.start()`` (which waits until it is ready), stopped on exit; start and stop timed."""
+    began = time.monotonic()
+    try:
+        server = script.start()
+    except error as exc:
+        unavailable(what, exc)
+    timings.setdefault("start", time.monotonic() - began)
+    try:
+        yield server
+    finally:
+        began = time.monotonic()
+        script.stop(server)
+        timings.setdefault("stop", time.monotonic() - began)
+
+
+FHIR = (fhir_server_script, fhir_server_script.FhirServerError, "local FHIR server", TIMINGS)
+POSTGRES = (postgres_server_script, postgres_server_script.PostgresServerError, "local PostgreSQL", PG_TIMINGS)
+
+
 @pytest.fixture(scope="session")
 def fhir_installed() -> Path:
     """The server installed in .fhir-venv (its python); for tests that start their own, like the demo's."""
-    fs = fhir_server_script
-    began = time.monotonic()
-    try:
-        python = fs.install()
-    except fs.FhirServerError as exc:
-        unavailable("local FHIR server", exc)
-    TIMINGS.setdefault("install", time.monotonic() - began)
-    return python
+    return install_server(*FHIR)
 
 
 @pytest.fixture(scope="session")
 def fhir_server(fhir_installed: Path) -> Iterator[Any]:
     """A fresh server on 127.0.0.1 (base_url, token, pid); stopped at the end of the session."""
-    fs = fhir_server_script
-    try:
-        started = time.monotonic()
-        server = fs.start()
-        TIMINGS["start"] = time.monotonic() - started
-    except fs.FhirServerError as exc:
-        unavailable("local FHIR server", exc)
-    try:
+    with running_server(*FHIR) as server:
         yield server
-    finally:
-        fs.stop(server)
 
 
 @pytest.fixture(scope="session")
@@ -131,32 +148,14 @@ def pg_tools() -> ModuleType:
 @pytest.fixture(scope="session")
 def postgres_installed() -> Path:
     """PostgreSQL installed in .pg-venv (the directory of its binaries); for tests that start their own."""
-    pg = postgres_server_script
-    began = time.monotonic()
-    try:
-        binaries = pg.install()
-    except pg.PostgresServerError as exc:
-        unavailable("local PostgreSQL", exc)
-    PG_TIMINGS.setdefault("install", time.monotonic() - began)
-    return binaries
+    return install_server(*POSTGRES)
 
 
 @pytest.fixture(scope="module")
 def postgres(postgres_installed: Path) -> Iterator[Any]:
     """One throwaway PostgreSQL for the module, on 127.0.0.1 (host, port, url(), pid); stopped at its end."""
-    pg = postgres_server_script
-    try:
-        began = time.monotonic()
-        server = pg.start()
-        PG_TIMINGS.setdefault("start", time.monotonic() - began)
-    except pg.PostgresServerError as exc:
-        unavailable("local PostgreSQL", exc)
-    try:
+    with running_server(*POSTGRES) as server:
         yield server
-    finally:
-        began = time.monotonic()
-        pg.stop(server)
-        PG_TIMINGS.setdefault("stop", time.monotonic() - began)
 
 
 @dataclass(frozen=True)
@@ -271,18 +270,14 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def run_pip(python: Path, args: list[str], what: str, cwd: Path) -> None:
-    try:
-        done = subprocess.run(
-            [str(python), "-m", "pip", "--disable-pip-version-check", *args],
-            cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise PackageError(f"could not {what}: pip gave no answer within {PIP_TIMEOUT:.0f} s") from exc
+def run_pip(python: Path, args: list[str], what: str) -> None:
+    """``python -m pip <args>``; PackageError with pip's output when it fails, or subprocess.TimeoutExpired."""
+    done = subprocess.run(
+        [str(python), "-m", "pip", "--disable-pip-version-check", *args],
+        env=clean_env(), capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False,
+    )
     if done.returncode != 0:
-        noise = "is ignored: it is neither a file nor a directory"  # this machine's pip config, harmless
-        output = "\n".join(line for line in (done.stdout + done.stderr).splitlines() if noise not in line)
-        raise PackageError(f"could not {what} (exit {done.returncode}):\n{output[-3000:]}")
+        raise PackageError(f"could not {what} (exit {done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
 
 
 @pytest.fixture(scope="session")
@@ -295,8 +290,8 @@ def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     began = time.monotonic()
     try:
         run_pip(Path(sys.executable), ["wheel", "--no-deps", "-q", "-w", str(work / "dist"), str(source)],
-                "build the wheel", cwd=work)
-    except PackageError as exc:
+                "build the wheel")
+    except (PackageError, subprocess.SubprocessError) as exc:
         unavailable("package build", exc)
     PACKAGE_TIMINGS["wheel"] = time.monotonic() - began
     (wheel,) = (work / "dist").glob("*.whl")
@@ -325,7 +320,7 @@ def installed_package(built_wheel: Path, tmp_path_factory: pytest.TempPathFactor
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=PIP_TIMEOUT)
         constraints = constraints_from(ROOT / "requirements.txt", work / "constraints.txt")
         run_pip(venv / "bin" / "python", ["install", "-q", str(built_wheel), "-c", str(constraints)],
-                "install the wheel into a fresh venv", cwd=work)
+                "install the wheel into a fresh venv")
     except (PackageError, subprocess.SubprocessError) as exc:
         unavailable("package install", exc)
     PACKAGE_TIMINGS["install"] = time.monotonic() - began
