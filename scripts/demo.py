@@ -114,8 +114,9 @@ def launch_service(fhir_base: str, workdir: Path) -> Service:
     return Service(f"http://127.0.0.1:{port}", process, log_path)
 
 
-def wait_service(service: Service, timeout: float = 30.0) -> None:
-    """Poll /healthz until it answers 200 (about a second: gunicorn boots its workers)."""
+def wait_service(service: Service, timeout: float = fs.READY_TIMEOUT) -> None:
+    """Poll /healthz until it answers 200 (about a second idle, more on a loaded machine: gunicorn boots its
+    workers); the same bound as the FHIR server's."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         checkpoint()

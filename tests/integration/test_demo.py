@@ -24,10 +24,28 @@ PATIENTS = ROOT / "tests" / "fixtures" / "patients"
 EXPECTED = json.loads((PATIENTS / "expected.json").read_text(encoding="utf-8"))
 
 
-def run_demo(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(DEMO), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+# Both servers' readiness bounds (120 s each, scripts/fhir_server.py READY_TIMEOUT) and the hook calls (seconds,
+# even on a loaded machine) fit in this.
+DEMO_TIMEOUT = 300.0
+
+
+def run_demo(*args: str, timeout: float = DEMO_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """Run the demo to its end. Past ``timeout`` it gets SIGTERM, on which it stops both servers it started
+    (a plain kill would leave them running, in sessions of their own), and the test fails."""
+    demo = subprocess.Popen(
+        [sys.executable, str(DEMO), *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    try:
+        out, err = demo.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        demo.terminate()
+        try:
+            out, err = demo.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+            out, err = demo.communicate()
+        pytest.fail(f"the demo did not finish within {timeout:.0f} s:\n{out[-3000:]}{err[-3000:]}")
+    return subprocess.CompletedProcess(demo.args, demo.returncode, out, err)
 
 
 def alive(pid: int) -> bool:

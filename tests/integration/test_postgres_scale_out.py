@@ -12,15 +12,14 @@ must hold for a load balancer to spread calls freely:
 - replicas starting together all boot, though they race to create tables.
 
 PostgreSQL is a real server (scripts/postgres_server.py), installed from PyPI
-into ``.pg-venv`` on first use. Without it the tests FAIL under CI and are
-skipped elsewhere, as the FHIR server tests are (tests/integration/conftest.py).
+into ``.pg-venv`` on first use (the ``postgres`` fixture, in
+tests/integration/conftest.py). Without it the tests FAIL under CI and are
+skipped elsewhere, as the FHIR server tests are.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 import textwrap
 import threading
 import time
@@ -28,7 +27,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -53,56 +51,6 @@ ISS = "https://ehr.example.org"
 PUBLIC = "https://cds.hospital.example"
 SIGN = "/cds-services/ixabepilone-order-sign"
 FEEDBACK = SIGN + "/feedback"
-TIMINGS: dict[str, float] = {}
-
-
-def _load_script() -> ModuleType:
-    """scripts/ is not a package: import scripts/postgres_server.py by path, once."""
-    name = "ixa_postgres_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "postgres_server.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the class is built
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-pg = _load_script()
-
-
-class _Timings:
-    """Prints install/start times in pytest's summary (the first install is the slow part)."""
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if TIMINGS:
-            parts = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in TIMINGS.items())
-            terminalreporter.write_line(f"local PostgreSQL: {parts}")
-
-
-@pytest.fixture(scope="module")
-def postgres(request: pytest.FixtureRequest, in_ci: bool) -> Iterator[Any]:
-    """One throwaway PostgreSQL for this module, on 127.0.0.1; stopped at the end."""
-    request.config.pluginmanager.register(_Timings(), "ixa-postgres-timings")
-    began = time.monotonic()
-    try:
-        pg.install()
-        TIMINGS["install"] = time.monotonic() - began
-        started = time.monotonic()
-        server = pg.start()
-        TIMINGS["start"] = time.monotonic() - started
-    except pg.PostgresServerError as exc:
-        message = f"local PostgreSQL unavailable: {exc}"
-        if in_ci:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(f"{message} (under CI=true this fails)")
-    try:
-        yield server
-    finally:
-        began = time.monotonic()
-        pg.stop(server)
-        TIMINGS["stop"] = time.monotonic() - began
-
 
 @pytest.fixture
 def new_database(postgres: Any) -> Iterator[Callable[[], str]]:
