@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from cds_services.config import ConfigError
-from cds_services.security.testing import bearer, client_claims, generate_ec_key, make_jwks, sign_token, unsigned_token
+from tests.signing import bearer, client_claims, generate_ec_key, make_jwks, sign_token, unsigned_token
 from tests.support import rule_codes
 
 ISS = "https://ehr.example.org"

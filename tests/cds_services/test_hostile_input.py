@@ -708,7 +708,7 @@ def test_valid_request_after_a_burst_still_gets_the_right_cards(make_app, sample
     """Hostile requests of every kind on one app, then the README's sample: the same single
     critical platelets-low card as on a fresh app, feedback still stored, discovery unchanged."""
     if authenticated:
-        from cds_services.security.testing import bearer, client_claims, generate_ec_key, make_jwks, sign_token
+        from tests.signing import bearer, client_claims, generate_ec_key, make_jwks, sign_token
 
         iss, key = "https://ehr.example.org", generate_ec_key("ehr-key-1", "ES384")
         trusted = json.dumps([{"iss": iss, "jwks": make_jwks(key)}])

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine
 from cds_services.security.clients import parse_trusted_clients
 from cds_services.security.jwks import JwksCache
 from cds_services.security.replay import MemoryReplayStore, SqlReplayStore
-from cds_services.security.testing import (
+from tests.signing import (
     bearer,
     client_claims,
     generate_ec_key,
