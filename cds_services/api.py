@@ -35,9 +35,11 @@ def _authenticate() -> None:
     cds = runtime()
     if request.method != "POST" or cds.verifier is None:
         return
-    base = cds.settings.public_base_url or request.host_url.rstrip("/")
+    # Never the request's Host header: the factory refuses to start with
+    # authentication on and no CDS_PUBLIC_BASE_URL.
+    audience = f"{cds.settings.public_base_url}{request.path}"
     try:
-        identity = cds.verifier.verify(request.headers.get("Authorization"), base + request.path)
+        identity = cds.verifier.verify(request.headers.get("Authorization"), audience)
     except AuthError:
         raise Unauthorized("authentication required") from None
     request.environ["cds.identity"] = identity
