@@ -233,18 +233,33 @@ def ordered_mg_per_m2(order: DrugUse, bsa: float | None) -> float | None:
     return None
 
 
+# The label's schedule [L §2]: "40 mg/m2 administered intravenously over 3 hours every
+# 3 weeks". A reduced dose keeps that schedule.
+INTRAVENOUS_ROUTE = {"system": SNOMED, "code": "47625008", "display": "Intravenous route"}
+EVERY_3_WEEKS_OVER_3_HOURS = {"repeat": {"frequency": 1, "period": 3, "periodUnit": "wk", "duration": 3, "durationUnit": "h"}}
+
+
 def with_dose(resource: Mapping[str, Any], mg_per_m2: float, reason: str) -> dict[str, Any]:
-    """The order's JSON with the first dosage's doseQuantity set to ``mg_per_m2``."""
+    """The order's JSON with one dosage that says, structured and in text, ``mg_per_m2``
+    IV over 3 hours every 3 weeks [L §2].
+
+    Only the dosage changes (same id, medication, subject), and all of it:
+    keeping the draft's own timing, route or rate next to the new text made a
+    suggestion whose structure said "once a day" while its text said "every
+    3 weeks", and an EHR acts on the structure.
+    """
     out = copy.deepcopy(dict(resource))
-    dosages = out.get("dosageInstruction") or [{}]
-    first = dict(dosages[0])
-    rates = list(first.get("doseAndRate") or [{}])
-    rate = dict(rates[0])
-    rate["doseQuantity"] = {"value": mg_per_m2, "unit": "mg/m2", "system": UCUM, "code": "mg/m2"}
-    rates[0] = rate
-    first["doseAndRate"] = rates
-    first["text"] = f"{num(mg_per_m2)} mg/m2 IV over 3 hours every 3 weeks ({reason})"
-    out["dosageInstruction"] = [first, *dosages[1:]]
+    original = (out.get("dosageInstruction") or [{}])[0]
+    dosage: dict[str, Any] = {}
+    if isinstance(original, Mapping) and isinstance(original.get("sequence"), int):
+        dosage["sequence"] = original["sequence"]
+    dosage.update({
+        "text": f"{num(mg_per_m2)} mg/m2 IV over 3 hours every 3 weeks ({reason})",
+        "timing": copy.deepcopy(EVERY_3_WEEKS_OVER_3_HOURS),
+        "route": {"coding": [dict(INTRAVENOUS_ROUTE)], "text": "intravenous"},
+        "doseAndRate": [{"doseQuantity": {"value": mg_per_m2, "unit": "mg/m2", "system": UCUM, "code": "mg/m2"}}],
+    })
+    out["dosageInstruction"] = [dosage]
     return out
 
 
