@@ -16,7 +16,7 @@ from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import PatientFacts
 
 from .blood_counts import neutrophils_low, platelets_low
-from .common import LAB_NAMES, Rule, clip, make, unavailable
+from .common import LAB_NAMES, Rule, clip, escape_md, make, unavailable
 from .dose import dose_check
 from .hepatic import hepatic_combination, hepatic_impairment_condition, hepatic_monotherapy
 from .hypersensitivity import hypersensitivity
@@ -59,11 +59,11 @@ def _data_problems(facts: PatientFacts, kb: Knowledge) -> Iterable[Finding]:
     for key, lab in facts.labs.items():
         if lab.value is None:
             name = LAB_NAMES.get(key, key)
-            where = f" ({lab.ref})" if lab.ref else ""
-            raw = f" recorded as '{lab.raw}'" if lab.raw else ""
-            yield unavailable(kb, f"{name} unusable", f"latest {name}{where}{raw}: {lab.problem or 'no value'}")
+            where = f" ({escape_md(lab.ref)})" if lab.ref else ""
+            raw = f" recorded as '{escape_md(lab.raw)}'" if lab.raw else ""
+            yield unavailable(kb, f"{name} unusable", f"latest {name}{where}{raw}: {escape_md(lab.problem or 'no value')}")
     for problem in facts.problems:
-        yield unavailable(kb, "record unreadable", problem)
+        yield unavailable(kb, "record unreadable", escape_md(problem))
 
 
 def _merge_unavailable(items: list[Finding], kb: Knowledge) -> Finding:
@@ -81,7 +81,7 @@ def _merge_unavailable(items: list[Finding], kb: Knowledge) -> Finding:
 
 def unreadable_order(problems: Iterable[str], kb: Knowledge) -> list[Finding]:
     """The check-unavailable card when the ixabepilone order itself could not be read: no check ran."""
-    items = [unavailable(kb, "ixabepilone order unreadable", p) for p in problems]
+    items = [unavailable(kb, "ixabepilone order unreadable", escape_md(p)) for p in problems]
     return [_merge_unavailable(items, kb)] if items else []
 
 

@@ -6,6 +6,7 @@ it implements, and so every card formats dates, counts and citations alike.
 from __future__ import annotations
 
 import copy
+import re
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -80,6 +81,43 @@ def names(items: Iterable[str], limit: int = 3) -> str:
     return f"{shown} +{len(items) - limit} more" if len(items) > limit else shown
 
 
+# Line breaks and other control characters: a newline in a display name could
+# start a heading, a list, a table or a code block in the card's Markdown.
+_MD_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# ASCII punctuation that opens or closes Markdown inline: backslash, code, emphasis,
+# links and images, raw HTML and <autolinks>, entities, tables, strikethrough, and
+# the ':' of GFM's extended autolinks (http://, mailto:, xmpp:). CommonMark lets any
+# ASCII punctuation be backslash-escaped, and renders it as the character itself.
+_MD_INLINE = re.compile(r"([\\`*_\[\]{}<>!|~&:])")
+# What starts a block when it opens a line (the text may follow "- " in a list item):
+# heading, quote, list item, thematic break, setext underline, and an ordered list
+# ("1. ", not "3.4 10*3/uL": CommonMark wants a space or the end after the marker).
+_MD_BLOCK_START = re.compile(r"^([#>+\-=])|^(\d{1,9})([.)])(?=\s|$)")
+# GFM autolinks "www.x.y" and e-mail addresses with no markup at all: an escaped
+# dot after "www" stops the first; the second is found in the rendered text
+# whatever the escaping, so a zero-width space before "@" breaks the address.
+_MD_WWW = re.compile(r"(?i)\b(www)\.")
+
+
+def escape_md(value: object) -> str:
+    """Request text made safe to put into card Markdown: it renders as the same
+    characters and can never become a link, an image, HTML, a heading or a list.
+
+    Everything the EHR sends is untrusted (drug display names, allergy and
+    condition labels, lab values as recorded, ids, problem sentences that
+    quote them): ``[x](javascript:alert(1))`` in a display name would otherwise
+    be a link in the clinician's card. Use it at every place a rule puts such
+    text into a ``detail``; our own wording and citations are not escaped.
+    Summaries, labels and action descriptions are plain text (CDS Hooks 2.0
+    §card-attributes) and need none of this.
+    """
+    text = _MD_CONTROL.sub(" ", str(value)).strip()
+    text = _MD_INLINE.sub(r"\\\1", text)
+    text = _MD_BLOCK_START.sub(lambda m: f"\\{m.group(1)}" if m.group(1) else f"{m.group(2)}\\{m.group(3)}", text)
+    text = _MD_WWW.sub(r"\1\\.", text)
+    return text.replace("@", "\u200b@")
+
+
 def cite(source: str, section: str) -> str:
     return f"[{source} {section}]"
 
@@ -137,9 +175,9 @@ def lab_text(facts: PatientFacts, lab: LabValue, *, whole: bool = False) -> str:
     """"ANC 1,200 cells/mm3 on 2026-11-24 (1 d ago), Observation/x"."""
     assert lab.value is not None
     value = count(lab.value) if whole else num(lab.value)
-    ref = f", {lab.ref}" if lab.ref else ""
+    ref = f", {escape_md(lab.ref)}" if lab.ref else ""
     plain = {f"{value} {lab.unit}", f"{value.replace(',', '')} {lab.unit}", f"{lab.value:g} {lab.unit}"}
-    raw = f"; recorded as {lab.raw}" if lab.raw and lab.raw.strip() not in plain else ""
+    raw = f"; recorded as {escape_md(lab.raw)}" if lab.raw and lab.raw.strip() not in plain else ""
     return f"{LAB_NAMES.get(lab.analyte, lab.analyte)} {value} {lab.unit} on {day(lab.effective)} ({ago(facts, lab.effective)}{ref}{raw})"
 
 
@@ -158,16 +196,16 @@ def drug_uses(facts: PatientFacts) -> Iterator[DrugUse]:
 def origin_text(use: DrugUse) -> str:
     if use.origin == "draft":
         return "draft order"
-    status = f" ({use.status})" if use.status else ""
+    status = f" ({escape_md(use.status)})" if use.status else ""
     return ("active order" if use.origin == "request" else "medication statement") + status
 
 
 def use_line(use: DrugUse, note: str | None = None) -> str:
-    parts = [f"**{use.display}**", origin_text(use)]
+    parts = [f"**{escape_md(use.display)}**", origin_text(use)]
     if use.date:
         parts.append(day(use.date))
     if use.ref:
-        parts.append(use.ref)
+        parts.append(escape_md(use.ref))
     line = ", ".join(parts)
     return f"{line}: {note}" if note else line
 
@@ -207,7 +245,9 @@ def make(
 
 
 def unavailable(kb: Knowledge, short: str, why: str) -> Finding:
-    """One item for the merged check-unavailable card (see rules.evaluate)."""
+    """One item for the merged check-unavailable card (see rules.evaluate).
+
+    ``why`` is Markdown: pass request text through :func:`escape_md`."""
     return make(kb, "check-unavailable", "info", short, f"- **{short}**: {why}")
 
 

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from cds_services.schemas import load_schema, schema_errors
-from tests.support import rule_codes
+from tests.support import markdown_text, rule_codes
 
 SIGN = "/cds-services/ixabepilone-order-sign"
 SELECT = "/cds-services/ixabepilone-order-select"
@@ -140,7 +140,7 @@ def assert_right_cards(cards: list[dict[str, Any]] | None) -> None:
 
 
 def unavailable_detail(cards: list[dict[str, Any]]) -> str:
-    return "\n".join(c["detail"] for c in cards if c["source"]["topic"]["code"] == "check-unavailable")
+    return "\n".join(markdown_text(c["detail"]) for c in cards if c["source"]["topic"]["code"] == "check-unavailable")
 
 
 def nest(depth: int, kind: str) -> Any:
