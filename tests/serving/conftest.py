@@ -56,11 +56,13 @@ def wait_ready(server: Gunicorn, path: str, timeout: float = 30.0) -> None:
 
 @pytest.fixture
 def start_gunicorn(tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
-    """``start_gunicorn(app, env, ready_path)``: gunicorn -c gunicorn.conf.py ``app`` with
-    ``env`` on top of an environment cleared of CDS_ and proxy settings."""
+    """``start_gunicorn(app, env, ready_path, python)``: gunicorn -c gunicorn.conf.py ``app``
+    run by ``python`` (this interpreter by default), with ``env`` on top of an
+    environment cleared of CDS_ and proxy settings."""
     started: list[Gunicorn] = []
 
-    def _start(app: str = "app:app", env: Mapping[str, str] | None = None, ready_path: str = "/healthz") -> Gunicorn:
+    def _start(app: str = "app:app", env: Mapping[str, str] | None = None, ready_path: str = "/healthz",
+               python: str = sys.executable) -> Gunicorn:
         port = free_port()
         environ = {k: v for k, v in os.environ.items()
                    if not k.startswith("CDS_") and k not in ("FORWARDED_ALLOW_IPS", "WEB_CONCURRENCY")}
@@ -69,7 +71,7 @@ def start_gunicorn(tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 # No control socket: its default path is per user, shared by concurrent runs.
-                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket", app],
+                [python, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket", app],
                 cwd=ROOT, env=environ, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
