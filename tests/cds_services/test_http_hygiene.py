@@ -112,8 +112,9 @@ def test_no_response_holds_null(client, path):
     assert list(nulls(response.get_json())) == []
     cards = response.get_json().get("cards", [])
     feedback = post(client, url + "/feedback", {"feedback": [
-        {"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-11-25T15:00:00Z"} for card in cards
+        {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-25T15:00:00Z"} for card in cards
     ] or FEEDBACK["feedback"]})
+    assert feedback.status_code == 200, feedback.get_data(as_text=True)[:300]
     assert list(nulls(feedback.get_json())) == []
 
 

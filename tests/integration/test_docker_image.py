@@ -146,7 +146,7 @@ def test_every_endpoint_answers_in_the_image(container, key):
 
     card = hook.json()["cards"][0]["uuid"]
     feedback = requests.post(url + SIGN + "/feedback", headers=signed(key, SIGN + "/feedback"), timeout=30, json={
-        "feedback": [{"card": card, "outcome": "accepted", "outcomeTimestamp": "2026-11-25T15:00:00Z"}]})
+        "feedback": [{"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-25T15:00:00Z"}]})
     assert feedback.status_code == 200 and feedback.json() == {"stored": 1}
 
 
