@@ -111,17 +111,28 @@ def test_expiry_with_leeway(verifier, ec_key, exp_offset, accepted):
         assert "expired" in rejected(verifier, header)
 
 
+def default_verifier(clients, http_session, clock) -> ClientVerifier:
+    """A verifier with the defaults a deployment gets (lifetime, leeway)."""
+    return ClientVerifier(clients, JwksCache(clients, http_session, clock=clock), MemoryReplayStore(clock), clock=clock)
+
+
 @pytest.mark.parametrize(
-    ("lifetime", "accepted"),
-    [(329, True), (330, True), (331, False), (3600, False)],  # max 300 s + leeway 30 s
+    ("configured", "lifetime", "accepted"),
+    [
+        (300, 329, True), (300, 330, True), (300, 331, False), (300, 3600, False),  # max 300 s + leeway 30 s
+        (None, 3629, True), (None, 3630, True), (None, 3631, False),  # default: one hour + leeway 30 s
+    ],
 )
-def test_lifetime_between_iat_and_exp_is_capped(verifier, ec_key, lifetime, accepted):
+def test_lifetime_between_iat_and_exp_is_capped(
+    verifier, clients, http_session, clock, ec_key, configured, lifetime, accepted
+):
+    checker = verifier if configured == 300 else default_verifier(clients, http_session, clock)
     exp = int(NOW) + 10
     header = bearer(sign_token(ec_key, claims(iat=exp - lifetime, exp=exp)))
     if accepted:
-        verifier.verify(header, AUDIENCE)
+        checker.verify(header, AUDIENCE)
     else:
-        assert "lifetime" in rejected(verifier, header)
+        assert "lifetime" in rejected(checker, header)
 
 
 def test_iat_long_ago_is_refused_even_when_exp_is_in_the_future(verifier, ec_key):
@@ -164,22 +175,11 @@ def epic_claims(issued: int) -> dict[str, Any]:
 
 def test_default_verifier_accepts_epic_style_tokens(clients, http_session, clock, ec_key):
     """The default lifetime (one hour, best-practices page) admits Epic's 15-minute tokens."""
-    verifier = ClientVerifier(clients, JwksCache(clients, http_session, clock=clock), MemoryReplayStore(clock), clock=clock)
+    verifier = default_verifier(clients, http_session, clock)
     header = bearer(sign_token(ec_key, epic_claims(int(NOW) - 5)))
     assert verifier.verify(header, AUDIENCE).iss == STATIC_ISS
     clock.advance(880)  # 14 min 35 s later the token still lives, and its jti is still held
     assert "already used" in rejected(verifier, header)
-
-
-@pytest.mark.parametrize(("lifetime", "accepted"), [(3629, True), (3630, True), (3631, False)])
-def test_default_lifetime_is_one_hour_plus_leeway(clients, http_session, clock, ec_key, lifetime, accepted):
-    verifier = ClientVerifier(clients, JwksCache(clients, http_session, clock=clock), MemoryReplayStore(clock), clock=clock)
-    exp = int(NOW) + 10
-    header = bearer(sign_token(ec_key, claims(iat=exp - lifetime, exp=exp)))
-    if accepted:
-        verifier.verify(header, AUDIENCE)
-    else:
-        assert "lifetime" in rejected(verifier, header)
 
 
 @pytest.mark.parametrize(("iat_offset", "accepted"), [(29, True), (30, True), (31, False)])
@@ -304,11 +304,14 @@ def fetch_claims(**extra: Any) -> dict[str, Any]:
 
 
 @responses.activate
-def test_jku_on_the_allowlist_is_fetched_and_honoured(verifier, fetched_key):
-    responses.get(JKU_URL, json=make_jwks(fetched_key))
-    token = sign_token(fetched_key, fetch_claims(), headers={"jku": JKU_URL})
+@pytest.mark.parametrize("jku", [JKU_URL, JWKS_URL], ids=["on-the-allowlist", "the-issuers-jwks-url"])
+def test_an_allowed_jku_is_fetched_and_honoured(verifier, fetched_key, jku):
+    """The issuer's own jwks_url is already a trusted key source: an EHR naming it in jku
+    must not need it listed again in jku_allowlist."""
+    responses.get(jku, json=make_jwks(fetched_key))
+    token = sign_token(fetched_key, fetch_claims(), headers={"jku": jku})
     assert verifier.verify(bearer(token), AUDIENCE).iss == FETCH_ISS
-    assert [call.request.url for call in responses.calls] == [JKU_URL]
+    assert [call.request.url for call in responses.calls] == [jku]
 
 
 @responses.activate
@@ -339,14 +342,6 @@ def test_static_keys_verify_a_token_that_names_a_jku_without_fetching(verifier, 
     token = sign_token(ec_key, claims(), headers=sandbox_like)
     assert verifier.verify(bearer(token), AUDIENCE).kid == "ec-384"
     assert len(responses.calls) == 0
-
-
-@responses.activate
-def test_a_jku_naming_the_issuers_jwks_url_is_allowed_without_listing_it(verifier, fetched_key):
-    responses.get(JWKS_URL, json=make_jwks(fetched_key))
-    token = sign_token(fetched_key, fetch_claims(), headers={"jku": JWKS_URL})
-    assert verifier.verify(bearer(token), AUDIENCE).iss == FETCH_ISS
-    assert [call.request.url for call in responses.calls] == [JWKS_URL]
 
 
 @responses.activate
