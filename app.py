@@ -44,11 +44,6 @@ def create_app(
             "AUTHENTICATION IS OFF (CDS_ALLOW_UNAUTHENTICATED=true): any caller can invoke "
             "the services. Use this for local development only."
         )
-    elif not settings.public_base_url:
-        logging.getLogger("cds.security").warning(
-            "CDS_PUBLIC_BASE_URL is not set: the JWT audience is taken from each request's Host header, "
-            "so a token minted for another host of the same EHR could be accepted. Set it in production."
-        )
 
     app = Flask(__name__, instance_path=os.path.join(os.path.dirname(os.path.abspath(__file__)), "instance"))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

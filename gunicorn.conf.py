@@ -10,6 +10,13 @@ import multiprocessing
 import os
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
+# Trust X-Forwarded-Proto/-Ssl and the forwarded SCRIPT_NAME/PATH_INFO only
+# from the proxies named here. gunicorn's own default trusts 127.0.0.1, so any
+# local process (a sidecar, another container on the host network) could make
+# a request look like https; we trust no one unless told. Behind a TLS proxy:
+# FORWARDED_ALLOW_IPS=<the proxy's address or CIDR>. The JWT audience never
+# depends on these headers (CDS_PUBLIC_BASE_URL is required with auth on).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = "gthread"
 # Threads overlap waits on FHIR servers (I/O, the GIL released); CDS_FHIR_MAX_WAITING_CALLS (6) of
@@ -23,6 +30,21 @@ max_requests_jitter = 500
 accesslog = "-"
 errorlog = "-"
 access_log_format = '{"time":"%(t)s","remote":"%(h)s","method":"%(m)s","path":"%(U)s","status":%(s)s,"bytes":%(B)s,"ms":%(M)s}'
+
+
+def pre_request(worker, req):
+    """Let the application ask for ``Connection: close`` (cds_services/api.py).
+
+    gunicorn drops a ``Connection`` header the application sets (PEP 3333
+    forbids hop-by-hop headers from applications), and after a response it
+    drains at most 64 KiB of an unread request body before dropping the
+    connection, while its response still said ``keep-alive``: the client's
+    next call on that connection then failed. The application knows when it
+    left a body unread (refused before reading, too large, malformed), so it
+    gets a way to have gunicorn announce the close: ``wsgi.input`` (this
+    request's body object) carries the request's ``force_close``.
+    """
+    req.body.cds_close_connection = req.force_close
 
 
 def post_worker_init(worker):

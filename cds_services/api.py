@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from .catalog import discovery_document, find_service
-from .errors import NotFound, Unauthorized
+from .errors import BadRequest, NotFound, Unauthorized
 from .security.audit import AUDIT_LOGGER, audit_record, log_audit
 from .security.tokens import AuthError
 from .feedback import parse_feedback
@@ -20,8 +20,19 @@ from .pipeline import run_hook
 from .protocol import parse_hook_request, read_json
 from .runtime import runtime
 
+try:  # gunicorn raises its own parse errors from wsgi.input (a malformed chunk), not OSError
+    from gunicorn.http.errors import ParseException as _ServerBodyError
+except ImportError:  # pragma: no cover - another WSGI server
+    class _ServerBodyError(Exception):  # type: ignore[no-redef]
+        """Never raised: stands in when gunicorn is not installed."""
+
 bp = Blueprint("cds", __name__)
 audit_log = logging.getLogger(AUDIT_LOGGER)
+
+# Set on wsgi.input by gunicorn.conf.py's pre_request hook: gunicorn drops a
+# Connection header set by the application, so this is how we ask it to close.
+CLOSE_CONNECTION_HOOK = "cds_close_connection"
+_BODY_READ = "cds.body_read"
 
 
 @bp.before_request
@@ -35,9 +46,11 @@ def _authenticate() -> None:
     cds = runtime()
     if request.method != "POST" or cds.verifier is None:
         return
-    base = cds.settings.public_base_url or request.host_url.rstrip("/")
+    # Never the request's Host header: the factory refuses to start with
+    # authentication on and no CDS_PUBLIC_BASE_URL.
+    audience = f"{cds.settings.public_base_url}{request.path}"
     try:
-        identity = cds.verifier.verify(request.headers.get("Authorization"), base + request.path)
+        identity = cds.verifier.verify(request.headers.get("Authorization"), audience)
     except AuthError:
         raise Unauthorized("authentication required") from None
     request.environ["cds.identity"] = identity
@@ -73,6 +86,35 @@ def _audit(response):
     return response
 
 
+@bp.after_app_request
+def _http_hygiene(response: Response) -> Response:
+    """Headers every service and feedback answer needs, errors included.
+
+    ``Cache-Control: no-store`` (and HTTP/1.0's ``Pragma: no-cache``): cards
+    carry patient data, which no browser or proxy cache may keep (RFC 9111
+    §5.2.2.5). ``Connection: close`` when the request body was not read to its
+    end (refused before reading, too large, malformed): the unread bytes are
+    still on the connection, and gunicorn drains at most 64 KiB before giving
+    up on it, so promising keep-alive would break the client's next call.
+    """
+    if request.path.startswith("/cds-services/"):
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
+    if _has_unread_body():
+        close = getattr(request.environ.get("wsgi.input"), CLOSE_CONNECTION_HOOK, None)
+        if close is not None:
+            close()
+    return response
+
+
+def _has_unread_body() -> bool:
+    if request.environ.get(_BODY_READ):
+        return False
+    if request.content_length:
+        return True
+    return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+
+
 def _service_or_404(service_id: str):
     service = find_service(service_id)
     if service is None:
@@ -82,7 +124,13 @@ def _service_or_404(service_id: str):
 
 def _body() -> object:
     cds = runtime()
-    body = read_json(request.content_type, request.get_data(cache=True), cds.settings.max_json_depth)
+    try:
+        data = request.get_data(cache=True)
+    except _ServerBodyError:
+        # Only an authenticated caller gets here (the JWT is checked first).
+        raise BadRequest("the request body could not be read: malformed chunked transfer encoding") from None
+    request.environ[_BODY_READ] = True
+    body = read_json(request.content_type, data, cds.settings.max_json_depth)
     request.environ["cds.body"] = body
     return body
 

@@ -103,7 +103,9 @@ def discovery_document(knowledge_version: str, knowledge_sources: Mapping[str, s
                 "extension": {
                     KNOWLEDGE_EXTENSION: {
                         "version": knowledge_version,
-                        "sources": dict(knowledge_sources),
+                        # A source without a URL (P, this project's settings) is left out:
+                        # JSON elements SHALL NOT be null (CDS Hooks 2.0 §use-of-json).
+                        "sources": {key: url for key, url in knowledge_sources.items() if url},
                     }
                 },
             }

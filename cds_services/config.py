@@ -28,7 +28,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ("https://sandbox.cds-hooks.org",)
     cors_allow_credentials: bool = False
     # The URL clients call us at, as they see it (behind a proxy); JWT "aud" is
-    # checked against it. None: taken from the request.
+    # checked against it. Required when authentication is on: taken from the
+    # request instead, it would follow the caller's Host header.
     public_base_url: str | None = None
     fhir_connect_timeout: float = 3.05
     fhir_read_timeout: float = 5.0
@@ -52,11 +53,17 @@ class Settings:
     allow_unauthenticated: bool = False
     # Trusted CDS clients: a JSON document, or a path to one (see README "Security").
     trusted_clients: str | None = None
-    jwt_max_lifetime: int = 300  # seconds between iat and exp that we accept
+    # Seconds between iat and exp that we accept. One hour: the CDS Hooks
+    # best-practices page says clients' JWTs should live "no more than an hour"
+    # (https://cds-hooks.org/best-practices/, CDS Services, JWT); Epic's live 15
+    # minutes, which the former 300 s refused.
+    jwt_max_lifetime: int = 3600
     jwt_leeway: int = 30  # clock skew tolerated, seconds
-    # "memory" (one process) or "database" (shared by workers/replicas through
-    # CDS_DATABASE_URL) for the JWT jti replay store.
-    replay_store: str = "memory"
+    # JWT jti replay store. "database" (default): shared by every worker through
+    # CDS_DATABASE_URL (the default SQLite file works across the processes of
+    # one host; PostgreSQL across replicas). "memory": one process only; with
+    # several gunicorn workers a replay sent to another worker would pass.
+    replay_store: str = "database"
     # FHIR servers we may call (fhirServer is attacker-controlled input):
     # base URLs; issuers may narrow this further in the trusted-clients file.
     fhir_servers: tuple[str, ...] = ()
@@ -181,6 +188,13 @@ def _check(settings: Settings) -> None:
         raise ConfigError(
             "no trusted CDS clients: set CDS_TRUSTED_CLIENTS (see README, Security), "
             "or CDS_ALLOW_UNAUTHENTICATED=true for local development only"
+        )
+    if not settings.allow_unauthenticated and not settings.public_base_url:
+        raise ConfigError(
+            "CDS_PUBLIC_BASE_URL is not set: with authentication on, each token's aud is compared with "
+            "the URL the EHR calls, and without this setting that URL would come from the request's own "
+            "Host header. Set it to the scheme, host and path prefix the EHR uses, e.g. "
+            "CDS_PUBLIC_BASE_URL=https://cds.hospital.example (docs/security.md)"
         )
     if settings.knowledge_path and not os.path.isfile(settings.knowledge_path):
         raise ConfigError(f"CDS_KNOWLEDGE_PATH={settings.knowledge_path!r}: no such file")

@@ -23,6 +23,9 @@ def read_json(content_type: str | None, data: bytes, max_depth: int) -> Any:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, got {mimetype or 'none'!r}"
         )
+    # RFC 8259 §8.1: a parser MAY ignore a leading byte order mark; some .NET
+    # clients send one, and refusing it refused their every call.
+    data = data.removeprefix(_UTF8_BOM)
     if not data:
         raise BadRequest("request body is empty; expected a JSON object")
     try:
@@ -47,6 +50,9 @@ def read_json(content_type: str | None, data: bytes, max_depth: int) -> Any:
     if _SURROGATE_ESCAPE.search(text):
         _check_surrogates(value)
     return value
+
+
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def _refuse_constant(name: str) -> Any:
@@ -215,7 +221,9 @@ def parse_hook_request(body: Any, service: Service) -> HookRequest:
             raise BadRequest("fhirAuthorization was sent without fhirServer", expression=["fhirServer"])
         access_token = _require_string(auth, "access_token", "fhirAuthorization.")
         token_type = auth.get("token_type", "Bearer")
-        if token_type != "Bearer":
+        # OAuth token types are case-insensitive (RFC 6749 §5.1, "token_type ... Value is case
+        # insensitive"); clients send "bearer" as often as "Bearer".
+        if not isinstance(token_type, str) or token_type.lower() != "bearer":
             raise BadRequest("fhirAuthorization.token_type must be 'Bearer'", expression=["fhirAuthorization.token_type"])
         token_patient = _optional_string(auth, "patient", "fhirAuthorization.")
         if token_patient is not None and token_patient != patient_id:

@@ -42,6 +42,8 @@ def make_app(tmp_path: Path) -> Callable[..., Any]:
             # The HTTP tests of the protocol run without JWTs; the security
             # tests turn authentication on explicitly.
             "allow_unauthenticated": True,
+            # The test client calls http://localhost; the security tests' tokens name it in aud.
+            "public_base_url": "http://localhost",
             "fhir_servers": (TEST_FHIR_SERVER,),
         }
         settings.update(config or {})

@@ -16,7 +16,7 @@ from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import PatientFacts
 
 from .blood_counts import neutrophils_low, platelets_low
-from .common import LAB_NAMES, Rule, clip, day, make, unavailable
+from .common import LAB_NAMES, Rule, clip, day, escape_md, make, unavailable
 from .dose import dose_check
 from .hepatic import hepatic_combination, hepatic_impairment_condition, hepatic_monotherapy
 from .hypersensitivity import hypersensitivity
@@ -79,23 +79,23 @@ def _data_problems(facts: PatientFacts, kb: Knowledge) -> Iterable[Finding]:
     for kind, why in facts.unavailable.items():
         checks = ", ".join(kb.rule_display(code) for code in CHECKS_BY_DATA.get(kind, ()))
         yield unavailable(kb, f"{kind} not read",
-                          f"prefetch.{kind} could not be had ({why}); checks that went without it: {checks}.")
+                          f"prefetch.{kind} could not be had ({escape_md(why)}); checks that went without it: {checks}.")
     for key, lab in facts.labs.items():
         name = LAB_NAMES.get(key, key)
         if lab.value is None:
-            where = f" ({lab.ref})" if lab.ref else ""
-            raw = f" recorded as '{lab.raw}'" if lab.raw and not lab.raw.startswith("(") else ""
-            yield unavailable(kb, f"{name} unusable", f"latest {name}{where}{raw}: {lab.problem or 'no value'}")
+            where = f" ({escape_md(lab.ref)})" if lab.ref else ""
+            raw = f" recorded as '{escape_md(lab.raw)}'" if lab.raw and not lab.raw.startswith("(") else ""
+            yield unavailable(kb, f"{name} unusable", f"latest {name}{where}{raw}: {escape_md(lab.problem or 'no value')}")
         elif (newer := lab.newer_unusable) is not None:
-            where = f" ({newer.ref})" if newer.ref else ""
+            where = f" ({escape_md(newer.ref)})" if newer.ref else ""
             yield unavailable(
                 kb, f"newest {name} unusable",
                 f"the newest {name}{where} of {day(newer.effective)} could not be used "
-                f"({newer.problem or 'no value'}); the checks used the one of {day(lab.effective)}"
-                + (f" ({lab.ref})" if lab.ref else "") + ".",
+                f"({escape_md(newer.problem or 'no value')}); the checks used the one of {day(lab.effective)}"
+                + (f" ({escape_md(lab.ref)})" if lab.ref else "") + ".",
             )
     for problem in facts.problems:
-        yield unavailable(kb, "record not fully read", problem)
+        yield unavailable(kb, "record not fully read", escape_md(problem))
 
 
 def _merge_unavailable(items: list[Finding], kb: Knowledge) -> Finding:
@@ -113,7 +113,7 @@ def _merge_unavailable(items: list[Finding], kb: Knowledge) -> Finding:
 
 def unreadable_order(problems: Iterable[str], kb: Knowledge) -> list[Finding]:
     """The check-unavailable card when the ixabepilone order itself could not be read: no check ran."""
-    items = [unavailable(kb, "ixabepilone order unreadable", p) for p in problems]
+    items = [unavailable(kb, "ixabepilone order unreadable", escape_md(p)) for p in problems]
     return [_merge_unavailable(items, kb)] if items else []
 
 

@@ -6,6 +6,7 @@ it implements, and so every card formats dates, counts and citations alike.
 from __future__ import annotations
 
 import copy
+import re
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -78,6 +79,43 @@ def names(items: Iterable[str], limit: int = 3) -> str:
     items = list(dict.fromkeys(items))
     shown = ", ".join(items[:limit])
     return f"{shown} +{len(items) - limit} more" if len(items) > limit else shown
+
+
+# Line breaks and other control characters: a newline in a display name could
+# start a heading, a list, a table or a code block in the card's Markdown.
+_MD_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# ASCII punctuation that opens or closes Markdown inline: backslash, code, emphasis,
+# links and images, raw HTML and <autolinks>, entities, tables, strikethrough, and
+# the ':' of GFM's extended autolinks (http://, mailto:, xmpp:). CommonMark lets any
+# ASCII punctuation be backslash-escaped, and renders it as the character itself.
+_MD_INLINE = re.compile(r"([\\`*_\[\]{}<>!|~&:])")
+# What starts a block when it opens a line (the text may follow "- " in a list item):
+# heading, quote, list item, thematic break, setext underline, and an ordered list
+# ("1. ", not "3.4 10*3/uL": CommonMark wants a space or the end after the marker).
+_MD_BLOCK_START = re.compile(r"^([#>+\-=])|^(\d{1,9})([.)])(?=\s|$)")
+# GFM autolinks "www.x.y" and e-mail addresses with no markup at all: an escaped
+# dot after "www" stops the first; the second is found in the rendered text
+# whatever the escaping, so a zero-width space before "@" breaks the address.
+_MD_WWW = re.compile(r"(?i)\b(www)\.")
+
+
+def escape_md(value: object) -> str:
+    """Request text made safe to put into card Markdown: it renders as the same
+    characters and can never become a link, an image, HTML, a heading or a list.
+
+    Everything the EHR sends is untrusted (drug display names, allergy and
+    condition labels, lab values as recorded, ids, problem sentences that
+    quote them): ``[x](javascript:alert(1))`` in a display name would otherwise
+    be a link in the clinician's card. Use it at every place a rule puts such
+    text into a ``detail``; our own wording and citations are not escaped.
+    Summaries, labels and action descriptions are plain text (CDS Hooks 2.0
+    §card-attributes) and need none of this.
+    """
+    text = _MD_CONTROL.sub(" ", str(value)).strip()
+    text = _MD_INLINE.sub(r"\\\1", text)
+    text = _MD_BLOCK_START.sub(lambda m: f"\\{m.group(1)}" if m.group(1) else f"{m.group(2)}\\{m.group(3)}", text)
+    text = _MD_WWW.sub(r"\1\\.", text)
+    return text.replace("@", "\u200b@")
 
 
 def cite(source: str, section: str) -> str:
@@ -190,9 +228,9 @@ def lab_text(facts: PatientFacts, lab: LabValue, *, whole: bool = False) -> str:
     a preliminary result says so, and a newer result without a value is named."""
     assert lab.value is not None
     value = shown(lab, whole=whole)
-    ref = f", {lab.ref}" if lab.ref else ""
+    ref = f", {escape_md(lab.ref)}" if lab.ref else ""
     plain = {f"{value} {lab.unit}", f"{value.replace(',', '')} {lab.unit}", f"{lab.comparator or ''}{lab.value:g} {lab.unit}"}
-    raw = f"; recorded as {lab.raw}" if lab.raw and lab.raw.strip() not in plain else ""
+    raw = f"; recorded as {escape_md(lab.raw)}" if lab.raw and lab.raw.strip() not in plain else ""
     extra = "".join(f"; {n}" for n in (lab.note, newer_unusable_text(lab)) if n)
     return (f"{LAB_NAMES.get(lab.analyte, lab.analyte)}{lab_status(lab)} {value} {lab.unit} on {day(lab.effective)} "
             f"({ago(facts, lab.effective)}{ref}{raw}{extra})")
@@ -203,8 +241,9 @@ def newer_unusable_text(lab: LabValue) -> str | None:
     newer = lab.newer_unusable
     if newer is None:
         return None
-    ref = f" {newer.ref}" if newer.ref else ""
-    return f"the newer result{ref} of {day(newer.effective)} could not be used ({newer.problem or 'no value'}): this one was used"
+    ref = f" {escape_md(newer.ref)}" if newer.ref else ""
+    return (f"the newer result{ref} of {day(newer.effective)} could not be used "
+            f"({escape_md(newer.problem or 'no value')}): this one was used")
 
 
 def judged(facts: PatientFacts, analyte: str, crosses: Callable[[LabValue], bool | None]) -> LabValue | None:
@@ -242,16 +281,16 @@ def drug_uses(facts: PatientFacts) -> Iterator[DrugUse]:
 def origin_text(use: DrugUse) -> str:
     if use.origin == "draft":
         return "draft order"
-    status = f" ({use.status})" if use.status else ""
+    status = f" ({escape_md(use.status)})" if use.status else ""
     return ("active order" if use.origin == "request" else "medication statement") + status
 
 
 def use_line(use: DrugUse, note: str | None = None) -> str:
-    parts = [f"**{use.display}**", origin_text(use)]
+    parts = [f"**{escape_md(use.display)}**", origin_text(use)]
     if use.date:
         parts.append(day(use.date))
     if use.ref:
-        parts.append(use.ref)
+        parts.append(escape_md(use.ref))
     line = ", ".join(parts)
     return f"{line}: {note}" if note else line
 
@@ -291,7 +330,9 @@ def make(
 
 
 def unavailable(kb: Knowledge, short: str, why: str) -> Finding:
-    """One item for the merged check-unavailable card (see rules.evaluate)."""
+    """One item for the merged check-unavailable card (see rules.evaluate).
+
+    ``why`` is Markdown: pass request text through :func:`escape_md`."""
     return make(kb, "check-unavailable", "info", short, f"- **{short}**: {why}")
 
 
@@ -317,18 +358,33 @@ def ordered_mg_per_m2(order: DrugUse, bsa: float | None) -> float | None:
     return None
 
 
+# The label's schedule [L §2]: "40 mg/m2 administered intravenously over 3 hours every
+# 3 weeks". A reduced dose keeps that schedule.
+INTRAVENOUS_ROUTE = {"system": SNOMED, "code": "47625008", "display": "Intravenous route"}
+EVERY_3_WEEKS_OVER_3_HOURS = {"repeat": {"frequency": 1, "period": 3, "periodUnit": "wk", "duration": 3, "durationUnit": "h"}}
+
+
 def with_dose(resource: Mapping[str, Any], mg_per_m2: float, reason: str) -> dict[str, Any]:
-    """The order's JSON with the first dosage's doseQuantity set to ``mg_per_m2``."""
+    """The order's JSON with one dosage that says, structured and in text, ``mg_per_m2``
+    IV over 3 hours every 3 weeks [L §2].
+
+    Only the dosage changes (same id, medication, subject), and all of it:
+    keeping the draft's own timing, route or rate next to the new text made a
+    suggestion whose structure said "once a day" while its text said "every
+    3 weeks", and an EHR acts on the structure.
+    """
     out = copy.deepcopy(dict(resource))
-    dosages = out.get("dosageInstruction") or [{}]
-    first = dict(dosages[0])
-    rates = list(first.get("doseAndRate") or [{}])
-    rate = dict(rates[0])
-    rate["doseQuantity"] = {"value": mg_per_m2, "unit": "mg/m2", "system": UCUM, "code": "mg/m2"}
-    rates[0] = rate
-    first["doseAndRate"] = rates
-    first["text"] = f"{num(mg_per_m2)} mg/m2 IV over 3 hours every 3 weeks ({reason})"
-    out["dosageInstruction"] = [first, *dosages[1:]]
+    original = (out.get("dosageInstruction") or [{}])[0]
+    dosage: dict[str, Any] = {}
+    if isinstance(original, Mapping) and isinstance(original.get("sequence"), int):
+        dosage["sequence"] = original["sequence"]
+    dosage.update({
+        "text": f"{num(mg_per_m2)} mg/m2 IV over 3 hours every 3 weeks ({reason})",
+        "timing": copy.deepcopy(EVERY_3_WEEKS_OVER_3_HOURS),
+        "route": {"coding": [dict(INTRAVENOUS_ROUTE)], "text": "intravenous"},
+        "doseAndRate": [{"doseQuantity": {"value": mg_per_m2, "unit": "mg/m2", "system": UCUM, "code": "mg/m2"}}],
+    })
+    out["dosageInstruction"] = [dosage]
     return out
 
 

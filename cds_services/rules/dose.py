@@ -16,7 +16,7 @@ from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import DrugUse, PatientFacts
 
 from .assess import adjusted_dose
-from .common import age_days, day, is_fresh, make, num, rule, usable
+from .common import age_days, day, escape_md, is_fresh, make, num, rule, usable
 
 
 def mosteller(height_cm: float, weight_kg: float) -> float:
@@ -68,8 +68,8 @@ def dose_check(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
         dose = order.dose
         if dose is None or (dose.mg is None and dose.mg_per_m2 is None):
             why = (dose.problem if dose else None) or "no dose in the order"
-            raw = f" '{dose.raw}'" if dose and dose.raw else ""
-            unknown.append((order, "dose unreadable", f"{order.display}: dose{raw} cannot be read ({why})"))
+            raw = f" '{escape_md(dose.raw)}'" if dose and dose.raw else ""
+            unknown.append((order, "dose unreadable", f"{escape_md(order.display)}: dose{raw} cannot be read ({escape_md(why)})"))
             continue
         if dose.mg_per_m2 is not None:
             limit = round(target * (1 + tolerance.value), 6)
@@ -79,13 +79,13 @@ def dose_check(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
                     (
                         order,
                         f"{num(dose.mg_per_m2)} mg/m2 > {num(target)} mg/m2 by {pct:.0f}%",
-                        f"{order.display}: **{num(dose.mg_per_m2)} mg/m2** ordered; label dose {num(target)} mg/m2, "
+                        f"{escape_md(order.display)}: **{num(dose.mg_per_m2)} mg/m2** ordered; label dose {num(target)} mg/m2, "
                         f"flagged above {num(limit)} mg/m2",
                     )
                 )
             continue
         if bsa is None:
-            unknown.append((order, bsa_text, f"{order.display}: {num(dose.mg)} mg ordered, cannot compute BSA: {bsa_text}"))  # type: ignore[arg-type]
+            unknown.append((order, bsa_text, f"{escape_md(order.display)}: {num(dose.mg)} mg ordered, cannot compute BSA: {escape_md(bsa_text)}"))  # type: ignore[arg-type]
             continue
         expected = target * bsa
         limit = round(expected * (1 + tolerance.value), 6)
@@ -95,8 +95,8 @@ def dose_check(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
                 (
                     order,
                     f"{num(dose.mg, 1)} mg > {num(expected, 1)} mg ({num(target)} mg/m2 x {num(bsa)} m2) by {pct:.0f}%",  # type: ignore[arg-type]
-                    f"{order.display}: **{num(dose.mg, 1)} mg** ordered; label dose {num(target)} mg/m2 x "  # type: ignore[arg-type]
-                    f"{num(bsa)} m2 = {num(expected, 1)} mg, flagged above {num(limit, 1)} mg; {bsa_text}",
+                    f"{escape_md(order.display)}: **{num(dose.mg, 1)} mg** ordered; label dose {num(target)} mg/m2 x "  # type: ignore[arg-type]
+                    f"{num(bsa)} m2 = {num(expected, 1)} mg, flagged above {num(limit, 1)} mg; {escape_md(bsa_text)}",
                 )
             )
     if not over and not unknown:

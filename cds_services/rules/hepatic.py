@@ -19,6 +19,7 @@ from .assess import LIVER, LiverValue, adjusted_dose, grade, liver_values
 from .common import (
     LAB_NAMES,
     delete_orders,
+    escape_md,
     has_capecitabine,
     is_fresh,
     lab_status,
@@ -198,13 +199,16 @@ def hepatic_impairment_condition(facts: PatientFacts, kb: Knowledge) -> Iterator
     days = int(window(kb, "ast").value)  # [project setting] 14 d
     condition = facts.liver_disease[0].label
     summary = f"{condition} on record, no current {', '.join(LAB_NAMES[k] for k in not_fresh)}: dose cannot be graded"
-    lines = [f"- {e.label}" + (f", {e.date:%Y-%m-%d}" if e.date else "") + (f", {e.ref}" if e.ref else "") for e in facts.liver_disease]
+    lines = [
+        f"- {escape_md(e.label)}" + (f", {e.date:%Y-%m-%d}" if e.date else "") + (f", {escape_md(e.ref)}" if e.ref else "")
+        for e in facts.liver_disease
+    ]
     for k in not_fresh:
         lab = facts.labs.get(k)
         if lab is None:
             lines.append(f"- {LAB_NAMES[k]}: none on record")
         elif lab.value is None:
-            lines.append(f"- {LAB_NAMES[k]}: latest result unusable ({lab.problem or 'no value'})")
+            lines.append(f"- {LAB_NAMES[k]}: latest result unusable ({escape_md(lab.problem or 'no value')})")
         else:
             lines.append(f"- {LAB_NAMES[k]}: latest {lab_text(facts, lab)}, outside the {days}-day window")
     lines += [

@@ -14,7 +14,7 @@ from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import Allergy, PatientFacts
 
-from .common import cite, day, delete_orders, make, names, rule
+from .common import cite, day, delete_orders, escape_md, make, names, rule
 
 RANK = {"info": 0, "warning": 1, "critical": 2}
 SUBSTANCE_TEXT = {
@@ -59,11 +59,11 @@ def hypersensitivity(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
     lines = []
     for indicator, substance, allergy, why in hits:
         entry = kb.hypersensitivity[substance]
-        parts = [f"**{allergy.display}**", f"criticality {allergy.criticality or 'not recorded'}"]
+        parts = [f"**{escape_md(allergy.display)}**", f"criticality {escape_md(allergy.criticality or 'not recorded')}"]
         if allergy.date:
             parts.append(day(allergy.date))
         if allergy.ref:
-            parts.append(allergy.ref)
+            parts.append(escape_md(allergy.ref))
         judged = " (this project's reading of the label)" if entry.judgment else ""
         lines.append(f"- {', '.join(parts)} ({indicator}): {entry.note} {cite(entry.source, entry.section)}{judged}")
         if why:

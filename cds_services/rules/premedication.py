@@ -12,7 +12,7 @@ from cds_services.findings import Action, Finding, Suggestion
 from cds_services.knowledge import Knowledge, PremedDrug
 from fhir_mappings.facts import PatientFacts
 
-from .common import RXNORM, SNOMED, UCUM, make, num, rule
+from .common import RXNORM, SNOMED, UCUM, escape_md, make, num, rule
 from .interactions import GRAPEFRUIT, ST_JOHNS_WORT
 
 ORAL_ROUTE = {"system": SNOMED, "code": "26643006", "display": "Oral route"}
@@ -74,7 +74,7 @@ def premedication_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Findin
         )
         for kind, drug in missing
     )
-    present = [f"{kind}: {u.display}" for kind, group in (("H1", have_h1), ("H2", have_h2)) for u in group]
+    present = [f"{kind}: {escape_md(u.display)}" for kind, group in (("H1", have_h1), ("H2", have_h2)) for u in group]
     lines = [f"- Missing: {which} antagonist."]
     if present:
         lines.append(f"- Present: {'; '.join(present)}.")

@@ -12,7 +12,7 @@ from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import Evidence, PatientFacts
 
-from .common import ago, day, make, names, num, rule, since
+from .common import ago, day, escape_md, make, names, num, rule, since
 
 
 def _recent(facts: PatientFacts, items: tuple[Evidence, ...], days: float) -> list[Evidence]:
@@ -21,11 +21,11 @@ def _recent(facts: PatientFacts, items: tuple[Evidence, ...], days: float) -> li
 
 
 def _line(facts: PatientFacts, e: Evidence) -> str:
-    parts = [f"**{e.label}**", f"{day(e.date)} ({ago(facts, e.date)})" if e.date else "date unknown"]
+    parts = [f"**{escape_md(e.label)}**", f"{day(e.date)} ({ago(facts, e.date)})" if e.date else "date unknown"]
     if e.code:
-        parts.append(f"code {e.code}")
+        parts.append(f"code {escape_md(e.code)}")
     if e.ref:
-        parts.append(e.ref)
+        parts.append(escape_md(e.ref))
     return "- " + ", ".join(parts)
 
 

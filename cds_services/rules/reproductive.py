@@ -11,15 +11,15 @@ from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import Evidence, PatientFacts
 
-from .common import day, delete_orders, make, num, rule
+from .common import day, delete_orders, escape_md, make, num, rule
 
 
 def evidence_lines(items: tuple[Evidence, ...]) -> list[str]:
     out = []
     for e in items:
-        parts = [f"**{e.label}**", day(e.date)]
+        parts = [f"**{escape_md(e.label)}**", day(e.date)]
         if e.ref:
-            parts.append(e.ref)
+            parts.append(escape_md(e.ref))
         out.append("- " + ", ".join(parts))
     return out
 

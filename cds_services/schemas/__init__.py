@@ -13,9 +13,10 @@ import copy
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
+if TYPE_CHECKING:  # jsonschema is a test dependency: GET /openapi.json must not need it
+    from jsonschema import Draft202012Validator
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 
@@ -59,6 +60,8 @@ def validator(name: str) -> Draft202012Validator:
     hold even where the optional format libraries (rfc3339-validator, rfc3987)
     are not installed.
     """
+    from jsonschema import Draft202012Validator
+
     filename = _file_for(name)
     if filename == OPENAPI_FILE:
         raise ValueError("openapi.json is an OpenAPI document, not a JSON Schema; validate a message schema")

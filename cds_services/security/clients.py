@@ -57,6 +57,15 @@ class TrustedClient:
     # FHIR base URLs this issuer's requests may name; empty: the global list.
     fhir_servers: tuple[str, ...] = ()
 
+    @property
+    def allowed_jkus(self) -> tuple[str, ...]:
+        """The key URLs a token's ``jku`` may name: the allowlist, and the
+        issuer's own ``jwks_url``, which is already trusted as a key source
+        (an EHR that names it in ``jku`` must not need it registered twice)."""
+        if self.jwks_url is None or self.jwks_url in self.jku_allowlist:
+            return self.jku_allowlist
+        return (*self.jku_allowlist, self.jwks_url)
+
 
 @dataclass(frozen=True)
 class TrustedClients:

@@ -2,7 +2,9 @@
 
 CDS Hooks 2.0 §trusting-cds-clients: the JWT header ``kid`` names a key in the
 client's JWK Set, published at a URL (configured ``jwks_url`` or an
-allow-listed ``jku``) or agreed out-of-band (a static JWKS in our config).
+allow-listed ``jku``; the ``jwks_url`` is an allowed ``jku`` too) or agreed
+out-of-band (a static JWKS in our config, used first when it holds the
+``kid``, even if the token also names a ``jku``).
 
 Clients rotate keys, so an unknown ``kid`` triggers a refetch. But ``kid`` is
 attacker-chosen: without a limit, a flood of tokens with random kids would
@@ -141,15 +143,19 @@ class JwksCache:
         client = self._clients.get(iss)
         if client is None:
             raise UnknownIssuer("issuer is not trusted")
+        static = self._static.get(client.iss)
+        if static is not None and kid in static:
+            # Keys agreed out-of-band win, whatever the jku says: the token
+            # names a key we already hold, so nothing is fetched and the jku
+            # cannot bring another key. This is what lets a site trust a
+            # client that always sends jku (the CDS Hooks sandbox) offline.
+            return static[kid]
         if jku is not None:
-            if jku not in client.jku_allowlist:
-                raise JkuNotAllowed("jku is not on the issuer's jku allowlist")
+            if jku not in client.allowed_jkus:
+                raise JkuNotAllowed("jku is neither on the issuer's jku allowlist nor its jwks_url")
             url = jku
-        elif client.iss in self._static:
-            key = self._static[client.iss].get(kid)
-            if key is None:
-                raise KeyNotFound("kid is not in the issuer's static JWKS")
-            return key
+        elif static is not None:
+            raise KeyNotFound("kid is not in the issuer's static JWKS")
         elif client.jwks_url is not None:
             url = client.jwks_url
         else:

@@ -11,8 +11,12 @@ What each check guards against:
   token cannot bring its own keys.
 - ``aud`` is exactly the URL called: a token minted for another service (or
   for discovery) cannot be reused here.
-- ``exp``/``iat`` and a maximum lifetime: a stolen token is useful briefly;
-  ``jti`` recorded until expiry: it is useful once.
+- ``exp``/``iat``/``nbf`` are finite whole numbers (CDS Hooks 2.0 calls
+  ``exp`` an "integer" of seconds): NaN compares false with every bound, so
+  ``exp: NaN`` would never expire. A maximum lifetime measured from ``iat``
+  (default one hour, the ceiling the CDS Hooks best-practices page gives):
+  a stolen token is useful briefly; ``jti`` recorded until expiry: it is
+  useful once.
 - ``tenant`` on the issuer's list when the issuer configures tenants.
 
 Every failure raises ``AuthError(reason)``. The reason is for our log only
@@ -26,6 +30,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -36,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .algorithms import ALLOWED_ALGORITHMS
 from .clients import TrustedClients
-from .jwks import JwksCache, JwksError, PublicKey
+from .jwks import JkuNotAllowed, JwksCache, JwksError, PublicKey
 from .replay import ReplayStore
 
 logger = logging.getLogger("cds.security")
@@ -81,8 +86,32 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+# NumericDates past this are not dates (year 2^53 s is ~285 million AD); without
+# a bound, exp = 10**400 passes every comparison and overflows float() later.
+_MAX_NUMERIC_DATE = 2**53
+
+
+def _numeric_date(claims: dict[str, Any], name: str, required: bool) -> int | None:
+    """A JWT time claim as whole seconds, or ``AuthError``.
+
+    RFC 7519 §2 NumericDate, narrowed by CDS Hooks 2.0, whose payload table
+    calls ``exp`` an "integer" of seconds since the epoch: a finite JSON number
+    with no fraction (``1.795e9`` is fine, ``1795000000.5`` is not). NaN and
+    Infinity (Python's JSON decoder accepts both) are refused: NaN compares
+    false with every bound, so ``exp: NaN`` never expired and ``iat: NaN``
+    passed the lifetime cap. Strings and booleans are not numbers.
+    """
+    value = claims.get(name)
+    if value is None and not required:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not (math.isfinite(value) and value.is_integer()))
+        or not 0 <= value <= _MAX_NUMERIC_DATE
+    ):
+        raise AuthError(f"{name} is {'missing or ' if required else ''}not a whole number of seconds ({_short(value)})")
+    return int(value)
 
 
 def _short_string(claims: dict[str, Any], name: str, required: bool) -> str | None:
@@ -114,7 +143,7 @@ class ClientVerifier:
         clients: TrustedClients,
         jwks_cache: JwksCache,
         replay_store: ReplayStore,
-        max_lifetime_seconds: int = 300,
+        max_lifetime_seconds: int = 3600,
         leeway_seconds: int = 30,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -157,11 +186,13 @@ class ClientVerifier:
         client = self._clients.get(iss) if isinstance(iss, str) else None
         if client is None:
             raise AuthError(f"iss {_short(iss)} is not a trusted client")
-        if jku is not None and jku not in client.jku_allowlist:
-            raise AuthError(f"jku {_short(jku)} is not on the allowlist of iss {_short(iss)}")
 
+        # The cache decides which key source a jku may name (the issuer's
+        # allowlist and its jwks_url), and uses configured keys before any jku.
         try:
             key = self._jwks.get_key(iss, kid, jku)
+        except JkuNotAllowed:
+            raise AuthError(f"jku {_short(jku)} is not an allowed key URL of iss {_short(iss)}") from None
         except JwksError as error:
             raise AuthError(f"no key for kid {_short(kid)} of iss {_short(iss)}: {error.reason}") from None
         _check_key_matches(alg, key)
@@ -203,20 +234,20 @@ class ClientVerifier:
             aud_ok = False
         if not aud_ok:
             raise AuthError(f"aud {_short(aud)} is not the called URL")
-        exp, iat = claims.get("exp"), claims.get("iat")
-        if not _is_number(exp):
-            raise AuthError("exp is missing or not a number")
-        if not _is_number(iat):
-            raise AuthError("iat is missing or not a number")
+        exp = _numeric_date(claims, "exp", required=True)
+        iat = _numeric_date(claims, "iat", required=True)
+        nbf = _numeric_date(claims, "nbf", required=False)
+        assert exp is not None and iat is not None
         if exp <= now - self._leeway:
             raise AuthError(f"token expired {now - exp:.0f}s ago")
         if iat > now + self._leeway:
             raise AuthError(f"iat is {iat - now:.0f}s in the future")
-        nbf = claims.get("nbf")
-        if nbf is not None and (not _is_number(nbf) or nbf > now + self._leeway):
-            raise AuthError("nbf is not a number or is in the future")
+        # Epic sets nbf 5 minutes before iat: an nbf in the past is normal.
+        if nbf is not None and nbf > now + self._leeway:
+            raise AuthError(f"nbf is {nbf - now:.0f}s in the future")
         if exp <= iat:
             raise AuthError("exp is not after iat")
+        # Lifetime from iat, not nbf: an early nbf must not count against the token.
         if exp - iat > self._max_lifetime + self._leeway:
             raise AuthError(f"token lifetime {exp - iat:.0f}s exceeds {self._max_lifetime}s")
         jti = _short_string(claims, "jti", required=True) or ""

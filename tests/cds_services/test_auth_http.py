@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from cds_services.config import ConfigError
-from cds_services.security.testing import bearer, client_claims, generate_ec_key, make_jwks, sign_token, unsigned_token
+from tests.signing import bearer, client_claims, generate_ec_key, make_jwks, sign_token, unsigned_token
 from tests.support import rule_codes
 
 ISS = "https://ehr.example.org"
@@ -89,10 +89,22 @@ def test_audit_line_names_rules_and_never_the_token(secured, key, sample_request
         assert expected in line
 
 
-def test_start_warns_when_the_audience_would_come_from_the_host_header(make_app, key, caplog):
+def test_service_refuses_to_start_when_the_audience_would_come_from_the_host_header(make_app, key):
     trusted = json.dumps([{"iss": ISS, "jwks": make_jwks(key)}])
-    make_app({"allow_unauthenticated": False, "trusted_clients": trusted})
-    assert "CDS_PUBLIC_BASE_URL is not set" in caplog.text
-    caplog.clear()
-    make_app({"allow_unauthenticated": False, "trusted_clients": trusted, "public_base_url": "https://cds.hospital.example"})
-    assert "CDS_PUBLIC_BASE_URL is not set" not in caplog.text
+    with pytest.raises(ConfigError) as error:
+        make_app({"allow_unauthenticated": False, "trusted_clients": trusted, "public_base_url": None})
+    assert "CDS_PUBLIC_BASE_URL=https://" in str(error.value)  # says what to set
+
+
+def test_audience_is_the_public_base_url_whatever_the_host_header(make_app, key, sample_request):
+    trusted = json.dumps([{"iss": ISS, "jwks": make_jwks(key)}])
+    client = make_app({"allow_unauthenticated": False, "trusted_clients": trusted,
+                       "public_base_url": "https://cds.hospital.example"}).test_client()
+    spoofed = "https://attacker.example" + SIGN
+    headers = {"Host": "attacker.example", "X-Forwarded-Proto": "https"}
+    token = sign_token(key, client_claims(ISS, spoofed))
+    response = client.post(SIGN, json=sample_request, headers={**headers, "Authorization": bearer(token)})
+    assert response.status_code == 401
+    token = sign_token(key, client_claims(ISS, "https://cds.hospital.example" + SIGN))
+    response = client.post(SIGN, json=sample_request, headers={**headers, "Authorization": bearer(token)})
+    assert response.status_code == 200

@@ -13,6 +13,25 @@ def test_authentication_is_on_unless_explicitly_turned_off():
     assert "CDS_ALLOW_UNAUTHENTICATED=true" in str(error.value)
 
 
+def test_authentication_needs_the_public_base_url():
+    with pytest.raises(ConfigError) as error:
+        load_settings({"CDS_TRUSTED_CLIENTS": '[{"iss": "https://ehr.example.org", "jwks_url": "https://ehr.example.org/jwks"}]'})
+    assert "CDS_PUBLIC_BASE_URL is not set" in str(error.value)
+    assert "CDS_PUBLIC_BASE_URL=https://" in str(error.value)  # what to set
+    settings = load_settings({
+        "CDS_TRUSTED_CLIENTS": '[{"iss": "https://ehr.example.org", "jwks_url": "https://ehr.example.org/jwks"}]',
+        "CDS_PUBLIC_BASE_URL": "https://cds.hospital.example",
+    })
+    assert settings.public_base_url == "https://cds.hospital.example"
+
+
+def test_security_defaults():
+    settings = load_settings({"CDS_ALLOW_UNAUTHENTICATED": "true"})
+    assert settings.replay_store == "database"  # shared by every gunicorn worker
+    assert settings.jwt_max_lifetime == 3600  # best practices: "no more than an hour"
+    assert load_settings({"CDS_ALLOW_UNAUTHENTICATED": "true", "CDS_REPLAY_STORE": "memory"}).replay_store == "memory"
+
+
 def test_defaults_need_no_external_server():
     settings = load_settings({"CDS_ALLOW_UNAUTHENTICATED": "true"})
     assert settings.allow_unauthenticated is True

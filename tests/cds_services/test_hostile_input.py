@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from cds_services.schemas import load_schema, schema_errors
-from tests.support import rule_codes
+from tests.support import markdown_text, rule_codes
 
 SIGN = "/cds-services/ixabepilone-order-sign"
 SELECT = "/cds-services/ixabepilone-order-select"
@@ -140,7 +140,7 @@ def assert_right_cards(cards: list[dict[str, Any]] | None) -> None:
 
 
 def unavailable_detail(cards: list[dict[str, Any]]) -> str:
-    return "\n".join(c["detail"] for c in cards if c["source"]["topic"]["code"] == "check-unavailable")
+    return "\n".join(markdown_text(c["detail"]) for c in cards if c["source"]["topic"]["code"] == "check-unavailable")
 
 
 def nest(depth: int, kind: str) -> Any:
@@ -717,7 +717,7 @@ def test_valid_request_after_a_burst_still_gets_the_right_cards(make_app, sample
     """Hostile requests of every kind on one app, then the README's sample: the same single
     critical platelets-low card as on a fresh app, feedback still stored, discovery unchanged."""
     if authenticated:
-        from cds_services.security.testing import bearer, client_claims, generate_ec_key, make_jwks, sign_token
+        from tests.signing import bearer, client_claims, generate_ec_key, make_jwks, sign_token
 
         iss, key = "https://ehr.example.org", generate_ec_key("ehr-key-1", "ES384")
         trusted = json.dumps([{"iss": iss, "jwks": make_jwks(key)}])

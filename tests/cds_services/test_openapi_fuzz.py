@@ -96,14 +96,14 @@ ISS = "https://ehr.example.org"
 
 @pytest.fixture(scope="module")
 def ehr_key():
-    from cds_services.security.testing import generate_ec_key
+    from tests.signing import generate_ec_key
 
     return generate_ec_key("ehr-key-1", "ES384")
 
 
 @pytest.fixture
 def secured_schema(make_app, ehr_key):
-    from cds_services.security.testing import make_jwks
+    from tests.signing import make_jwks
 
     trusted = json.dumps([{"iss": ISS, "jwks": make_jwks(ehr_key)}])
     app = make_app({"allow_unauthenticated": False, "trusted_clients": trusted}, session=NoNetwork())
@@ -118,7 +118,7 @@ def test_fuzzed_calls_need_a_signed_token_and_signed_ones_never_5xx(case, ehr_ke
     """Each case twice: with whatever Authorization schemathesis made up (never a valid
     token: a POST must be refused with 401 and nothing else), then signed by the trusted EHR
     for the exact URL (it must then be answered like the open service answers it)."""
-    from cds_services.security.testing import bearer, client_claims, sign_token
+    from tests.signing import bearer, client_claims, sign_token
 
     posted = case.method.upper() == "POST" == case.operation.method.upper()
     response = _timed_call(case)

@@ -9,7 +9,7 @@ import pytest
 import requests
 import responses
 
-from tests.support import rule_codes
+from tests.support import markdown_text, rule_codes
 
 SIGN = "/cds-services/ixabepilone-order-sign"
 FHIR = "https://ehr.example.org/fhir"
@@ -112,8 +112,8 @@ ALL_KEYS = ("patient", "medicationRequests", "medicationStatements", "labs", "vi
 
 
 def unavailable_text(answer):
-    return " ".join(c["summary"] + " " + c["detail"] for c in answer["cards"]
-                    if c["source"]["topic"]["code"] == "check-unavailable")
+    return markdown_text(" ".join(c["summary"] + " " + c["detail"] for c in answer["cards"]
+                                  if c["source"]["topic"]["code"] == "check-unavailable"))
 
 
 def test_no_key_at_all_and_no_fhir_server_is_412_naming_every_key(client, hook_request):
@@ -309,7 +309,8 @@ def page_2_route(json_body=None, status=200):
 
 
 def unavailable_details(answer):
-    return " ".join(c["detail"] for c in answer["cards"] if c["source"]["topic"]["code"] == "check-unavailable")
+    return markdown_text(" ".join(c["detail"] for c in answer["cards"]
+                                  if c["source"]["topic"]["code"] == "check-unavailable"))
 
 
 @responses.activate(assert_all_requests_are_fired=True)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import FIXTURES, load_json
-from tests.support import rule_codes
+from tests.support import markdown_text, rule_codes
 
 SIGN = "/cds-services/ixabepilone-order-sign"
 SELECT = "/cds-services/ixabepilone-order-select"
@@ -43,8 +43,8 @@ def card(answer: dict[str, Any], code: str) -> dict[str, Any]:
 
 
 def unavailable_text(answer: dict[str, Any]) -> str:
-    return " ".join(c["summary"] + "\n" + c["detail"] for c in answer["cards"]
-                    if c["source"]["topic"]["code"] == "check-unavailable")
+    return markdown_text(" ".join(c["summary"] + "\n" + c["detail"] for c in answer["cards"]
+                                  if c["source"]["topic"]["code"] == "check-unavailable"))
 
 
 def lab(body: dict[str, Any], rid: str) -> dict[str, Any]:

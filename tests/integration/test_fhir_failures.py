@@ -18,6 +18,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests.support import markdown_text
+
 pytestmark = pytest.mark.integration
 
 SERVICE = "/cds-services/ixabepilone-order-sign"
@@ -41,7 +43,8 @@ def unreadable(reason: str, keys: list[str]) -> dict[str, Any]:
 
 
 def unavailable_text(answer: dict[str, Any]) -> str:
-    return " ".join(c["detail"] for c in answer["cards"] if c["source"]["topic"]["code"] == "check-unavailable")
+    return markdown_text(" ".join(c["detail"] for c in answer["cards"]
+                                  if c["source"]["topic"]["code"] == "check-unavailable"))
 
 
 @pytest.fixture(scope="module")

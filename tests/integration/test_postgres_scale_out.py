@@ -40,7 +40,7 @@ from cds_services.config import ENV_VARIABLES, load_settings
 from cds_services.feedback import feedback_table
 from cds_services.runtime import EXTENSION
 from cds_services.security.replay import SqlReplayStore, replay_table
-from cds_services.security.testing import SigningKey, bearer, client_claims, generate_ec_key, make_jwks, sign_token
+from tests.signing import SigningKey, bearer, client_claims, generate_ec_key, make_jwks, sign_token
 from tests.support import rule_codes
 
 ROOT = Path(__file__).resolve().parent.parent.parent

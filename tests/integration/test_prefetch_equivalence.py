@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support import rule_codes
+from tests.support import markdown_text, rule_codes
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +102,8 @@ def test_full_partial_and_no_prefetch_give_the_same_cards(
 
 
 def unavailable_text(answer: dict[str, Any]) -> str:
-    return " ".join(c["detail"] for c in answer["cards"] if c["source"]["topic"]["code"] == "check-unavailable")
+    return markdown_text(" ".join(c["detail"] for c in answer["cards"]
+                                  if c["source"]["topic"]["code"] == "check-unavailable"))
 
 
 def test_partial_prefetch_without_a_server_names_exactly_the_keys_not_sent(

@@ -7,6 +7,7 @@ from collections import Counter
 from cds_services import rules
 from cds_services.rules import evaluate
 from fhir_mappings.facts import Dose
+from tests.support import markdown_text
 from tests.cds_services.rules.conftest import (
     add_meds,
     allergy,
@@ -133,7 +134,7 @@ def test_all_unavailable_items_merge_into_one_card(kb, monkeypatch):
     card = only(evaluate(facts, kb), "check-unavailable")
     assert card.indicator == "info"
     for text in ("broken check failed", "Temperature unusable", "Condition/c-9: invalid code"):
-        assert text in card.detail
+        assert text in markdown_text(card.detail)
 
 
 def test_dose_problem_is_a_dose_card_not_silence(kb):

@@ -10,7 +10,7 @@ import requests
 from cds_services.security.clients import TrustedClients, parse_trusted_clients
 from cds_services.security.jwks import JwksCache
 from cds_services.security.replay import MemoryReplayStore
-from cds_services.security.testing import SigningKey, generate_ec_key, generate_rsa_key, make_jwks
+from tests.signing import SigningKey, generate_ec_key, generate_rsa_key, make_jwks
 from cds_services.security.tokens import ClientVerifier
 
 NOW = 1_795_000_000.0  # 2026-11-18, a fixed "now" for every token

@@ -10,7 +10,7 @@ import pytest
 
 from cds_services.logs import JsonFormatter
 from cds_services.security.audit import AUDIT_LOGGER, FIELDS, REDACTED, audit_record, log_audit
-from cds_services.security.testing import client_claims, generate_ec_key, sign_token
+from tests.signing import client_claims, generate_ec_key, sign_token
 
 TOKEN = sign_token(generate_ec_key(), client_claims("https://ehr.example.org", "https://cds.example.org/x"))
 

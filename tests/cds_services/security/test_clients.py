@@ -9,7 +9,7 @@ import pytest
 
 from cds_services.config import ConfigError as SettingsConfigError
 from cds_services.security.clients import ConfigError, load_trusted_clients, parse_trusted_clients
-from cds_services.security.testing import generate_ec_key, generate_rsa_key, make_jwks
+from tests.signing import generate_ec_key, generate_rsa_key, make_jwks
 
 ISS = "https://ehr.example.org"
 

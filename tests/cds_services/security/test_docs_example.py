@@ -23,7 +23,7 @@ from cds_services.runtime import EXTENSION
 from cds_services.security.algorithms import ALLOWED_ALGORITHMS
 from cds_services.security.audit import AUDIT_LOGGER, FIELDS, audit_record
 from cds_services.security.clients import TrustedClient
-from cds_services.security.testing import bearer, client_claims, generate_ec_key, make_jwks, sign_token
+from tests.signing import bearer, client_claims, generate_ec_key, make_jwks, sign_token
 
 DOC_PATH = Path(__file__).resolve().parents[3] / "docs" / "security.md"
 DOC = DOC_PATH.read_text(encoding="utf-8")

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine
 from cds_services.security.clients import parse_trusted_clients
 from cds_services.security.jwks import JwksCache
 from cds_services.security.replay import MemoryReplayStore, SqlReplayStore
-from cds_services.security.testing import (
+from tests.signing import (
     bearer,
     client_claims,
     generate_ec_key,
@@ -111,22 +111,75 @@ def test_expiry_with_leeway(verifier, ec_key, exp_offset, accepted):
         assert "expired" in rejected(verifier, header)
 
 
+def default_verifier(clients, http_session, clock) -> ClientVerifier:
+    """A verifier with the defaults a deployment gets (lifetime, leeway)."""
+    return ClientVerifier(clients, JwksCache(clients, http_session, clock=clock), MemoryReplayStore(clock), clock=clock)
+
+
 @pytest.mark.parametrize(
-    ("lifetime", "accepted"),
-    [(329, True), (330, True), (331, False), (3600, False)],  # max 300 s + leeway 30 s
+    ("configured", "lifetime", "accepted"),
+    [
+        (300, 329, True), (300, 330, True), (300, 331, False), (300, 3600, False),  # max 300 s + leeway 30 s
+        (None, 3629, True), (None, 3630, True), (None, 3631, False),  # default: one hour + leeway 30 s
+    ],
 )
-def test_lifetime_between_iat_and_exp_is_capped(verifier, ec_key, lifetime, accepted):
+def test_lifetime_between_iat_and_exp_is_capped(
+    verifier, clients, http_session, clock, ec_key, configured, lifetime, accepted
+):
+    checker = verifier if configured == 300 else default_verifier(clients, http_session, clock)
     exp = int(NOW) + 10
     header = bearer(sign_token(ec_key, claims(iat=exp - lifetime, exp=exp)))
     if accepted:
-        verifier.verify(header, AUDIENCE)
+        checker.verify(header, AUDIENCE)
     else:
-        assert "lifetime" in rejected(verifier, header)
+        assert "lifetime" in rejected(checker, header)
 
 
 def test_iat_long_ago_is_refused_even_when_exp_is_in_the_future(verifier, ec_key):
     header = bearer(sign_token(ec_key, claims(iat=int(NOW) - 400, exp=int(NOW) + 60)))
     assert "lifetime" in rejected(verifier, header)
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize(
+    "value",
+    [float("nan"), float("inf"), float("-inf"), 1795000000.5, "1795000000", True, 10**400, -1],
+    ids=["NaN", "Infinity", "-Infinity", "fraction", "string", "true", "huge", "negative"],
+)
+def test_time_claims_must_be_whole_finite_seconds(verifier, ec_key, claim, value):
+    """exp NaN never expired and iat NaN passed the lifetime cap (NaN compares false with every bound)."""
+    payload = claims(iat=int(NOW) - 10, exp=int(NOW) + 60, nbf=int(NOW) - 10)
+    payload[claim] = value
+    assert claim in rejected(verifier, bearer(sign_token(ec_key, payload)))
+
+
+def test_whole_seconds_written_as_a_float_are_accepted(verifier, ec_key):
+    payload = claims(iat=float(int(NOW)), exp=float(int(NOW) + 60))
+    assert verifier.verify(bearer(sign_token(ec_key, payload)), AUDIENCE).exp == int(NOW) + 60
+
+
+@pytest.mark.parametrize(("nbf_offset", "accepted"), [(-300, True), (30, True), (31, False)])
+def test_nbf_in_the_past_is_normal_in_the_future_is_refused(verifier, ec_key, nbf_offset, accepted):
+    header = bearer(sign_token(ec_key, claims(nbf=int(NOW) + nbf_offset)))
+    if accepted:
+        verifier.verify(header, AUDIENCE)
+    else:
+        assert "nbf" in rejected(verifier, header)
+
+
+def epic_claims(issued: int) -> dict[str, Any]:
+    """Epic's CDS Hooks tutorial: exp 15 minutes after iat (its example: iat 1708123973,
+    exp 1708124873), nbf "typically set to 5 minutes prior to the issue time"."""
+    return claims(iat=issued, nbf=issued - 300, exp=issued + 900)
+
+
+def test_default_verifier_accepts_epic_style_tokens(clients, http_session, clock, ec_key):
+    """The default lifetime (one hour, best-practices page) admits Epic's 15-minute tokens."""
+    verifier = default_verifier(clients, http_session, clock)
+    header = bearer(sign_token(ec_key, epic_claims(int(NOW) - 5)))
+    assert verifier.verify(header, AUDIENCE).iss == STATIC_ISS
+    clock.advance(880)  # 14 min 35 s later the token still lives, and its jti is still held
+    assert "already used" in rejected(verifier, header)
 
 
 @pytest.mark.parametrize(("iat_offset", "accepted"), [(29, True), (30, True), (31, False)])
@@ -251,11 +304,14 @@ def fetch_claims(**extra: Any) -> dict[str, Any]:
 
 
 @responses.activate
-def test_jku_on_the_allowlist_is_fetched_and_honoured(verifier, fetched_key):
-    responses.get(JKU_URL, json=make_jwks(fetched_key))
-    token = sign_token(fetched_key, fetch_claims(), headers={"jku": JKU_URL})
+@pytest.mark.parametrize("jku", [JKU_URL, JWKS_URL], ids=["on-the-allowlist", "the-issuers-jwks-url"])
+def test_an_allowed_jku_is_fetched_and_honoured(verifier, fetched_key, jku):
+    """The issuer's own jwks_url is already a trusted key source: an EHR naming it in jku
+    must not need it listed again in jku_allowlist."""
+    responses.get(jku, json=make_jwks(fetched_key))
+    token = sign_token(fetched_key, fetch_claims(), headers={"jku": jku})
     assert verifier.verify(bearer(token), AUDIENCE).iss == FETCH_ISS
-    assert [call.request.url for call in responses.calls] == [JKU_URL]
+    assert [call.request.url for call in responses.calls] == [jku]
 
 
 @responses.activate
@@ -268,10 +324,23 @@ def test_jku_off_the_allowlist_is_refused_without_fetching(verifier, fetched_key
 
 
 @responses.activate
-def test_jku_of_another_trusted_issuer_is_refused(verifier, ec_key):
-    # The static issuer has no jku allowlist: it cannot borrow FETCH_ISS's.
-    token = sign_token(ec_key, claims(), headers={"jku": JKU_URL})
+def test_jku_of_another_trusted_issuer_is_refused(verifier):
+    # The static issuer has no jku allowlist: a kid it does not hold cannot be
+    # fetched from FETCH_ISS's key URL.
+    stranger = generate_ec_key(kid="not-configured", alg="ES384")
+    responses.get(JKU_URL, json=make_jwks(stranger))
+    token = sign_token(stranger, claims(), headers={"jku": JKU_URL})
     assert "jku" in rejected(verifier, bearer(token))
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_static_keys_verify_a_token_that_names_a_jku_without_fetching(verifier, ec_key):
+    """The CDS Hooks sandbox always sends jku; a site that configured its public
+    key inline must not need network access to the jku (nor to list it)."""
+    sandbox_like = {"jku": "https://sandbox.cds-hooks.org/.well-known/jwks.json"}
+    token = sign_token(ec_key, claims(), headers=sandbox_like)
+    assert verifier.verify(bearer(token), AUDIENCE).kid == "ec-384"
     assert len(responses.calls) == 0
 
 

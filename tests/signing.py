@@ -5,7 +5,7 @@ client would, so they exercise the same verification path as production.
 Also builds the forged tokens a verifier must refuse (``alg: none``, HMAC
 keyed with the public key), which PyJWT rightly will not produce.
 
-Not imported by the service itself.
+Lives under tests/ so it never ships: it forges tokens (Dockerfile, .dockerignore).
 """
 from __future__ import annotations
 
