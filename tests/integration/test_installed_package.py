@@ -135,12 +135,6 @@ def test_installed_service_checks_the_readme_sample_order(installed_service):
     assert card["indicator"] == "critical"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="open gap (issue 15): GET /openapi.json imports jsonschema, a test-only dependency, so the "
-    "installed service answers 500; remove this mark when that lands",
-)
 def test_installed_service_serves_its_openapi_document(installed_service):
     response = requests.get(f"{installed_service.base_url}/openapi.json", timeout=30)
     assert response.status_code == 200, response.text[:500]
