@@ -13,10 +13,11 @@ second copy of the record.
 
 Writing must not slow a hook call: the view hands rows to :class:`ServedLog`,
 which queues them in memory; a short-lived writer thread inserts them in
-batches (one transaction each) after ``flush_interval`` seconds. The thread is
-not a daemon, so a clean interpreter exit (gunicorn's graceful shutdown of a
-worker) waits for its last batch; whatever is still queued after that (for
-example because the database refused the batch) gets one more try at exit.
+batches (one transaction each) after ``flush_interval`` seconds. On a clean
+interpreter exit (gunicorn's graceful shutdown of a worker ends in
+``sys.exit``) an ``atexit`` hook closes every open log: it wakes the writer,
+waits for it, and writes whatever is still queued, so the exit costs one
+insert, not a wait for the interval.
 """
 from __future__ import annotations
 
@@ -165,7 +166,7 @@ class ServedLog:
             else:
                 closed = False
                 if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="cards-served-writer", daemon=False)
+                    self._thread = threading.Thread(target=self._run, name="cards-served-writer", daemon=True)
                     self._thread.start()
                 elif len(self._pending) >= self._batch_size:
                     self._cond.notify()
