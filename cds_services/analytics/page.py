@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 # Colours chosen to stay apart for the common colour-vision deficiencies (blue/orange), with grey for silent.
 FIRED, OVERRIDDEN, SILENT, THRESHOLD, GRID, INK = "#2b6cb0", "#dd6b20", "#a0aec0", "#c53030", "#e2e8f0", "#1a202c"
 WIDTH = 780
-LABEL_WIDTH = 300
+LABEL_WIDTH = 320
 NO_REASON = "No reason given"
 
 STYLE = """
@@ -46,7 +46,7 @@ def _pct(rate: float | None) -> str:
     return "n/a" if rate is None else f"{rate * 100:.0f}%"
 
 
-def _short(text: str, limit: int = 44) -> str:
+def _short(text: str, limit: int = 42) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
@@ -132,7 +132,8 @@ def bars_by_rule(rules: list[Mapping[str, Any]]) -> str:
                 f'<rect class="bar bar-{key}" x="{LABEL_WIDTH}" y="{y:.1f}" width="{max(width, 0.0):.1f}" '
                 f'height="{bar - 2}" fill="{colour}"{dash}><title>{escape(name)}: {_n(value)} {escape(label)}</title></rect>'
             )
-            body.append(_text(LABEL_WIDTH + width + 4, y + bar - 3, _n(value), size=11, fill="#2d3748"))
+            if value or key != "silent":  # a silent bar only where the rule is silent
+                body.append(_text(LABEL_WIDTH + width + 4, y + bar - 3, _n(value), size=11, fill="#2d3748"))
     return _svg("chart-rules", title, height, body)
 
 
@@ -299,6 +300,7 @@ def render_page(report: Mapping[str, Any], title: str = "Ixabepilone order check
     return "".join([
         '<!doctype html><html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        '<link rel="icon" href="data:,">',  # no /favicon.ico request: the page loads nothing
         f"<title>{escape(title)}: alerts and overrides</title><style>{STYLE}</style></head><body>",
         f"<h1>{escape(title)}: alerts and what clinicians did with them</h1>",
         f'<p class="period">Last {_n(report["since_days"])} days, {_when(report["from"])} to {_when(report["to"])}.</p>',

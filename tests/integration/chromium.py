@@ -105,6 +105,13 @@ def install(timeout: float = 1200.0) -> str:
         return found
 
 
+def _above(fd: int, lowest: int) -> int:
+    """A copy of ``fd`` numbered ``lowest`` or more (close-on-exec), the original closed."""
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, lowest)
+    os.close(fd)
+    return moved
+
+
 class Browser:
     """One headless Chromium with an empty profile, and the DevTools session of one tab."""
 
@@ -112,6 +119,9 @@ class Browser:
         self._profile = tempfile.mkdtemp(prefix="ixa-chromium-")
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
+        # Chromium's ends move to fds 3 and 4 below: keep them clear of 3 and 4 first, or a
+        # redirection could overwrite the other end.
+        to_browser_r, from_browser_w = (_above(fd, 10) for fd in (to_browser_r, from_browser_w))
         self._buffer = b""
         self._next_id = 0
         self.events: list[dict[str, Any]] = []
@@ -121,10 +131,11 @@ class Browser:
         ]
         # Chromium's own messages go to a file: an unread pipe would fill up and stall it.
         self._log_path = Path(self._profile).with_suffix(".log")
-        # fds 3 and 4 are the protocol's: the shell moves the pipe ends there, then becomes Chromium.
+        # fds 3 and 4 are the protocol's: bash (dash takes one-digit fds only) moves the pipe ends
+        # there, then becomes Chromium.
         with open(self._log_path, "wb") as log:
             self.process = subprocess.Popen(
-                ["sh", "-c", f'exec "$@" 3<&{to_browser_r} 4>&{from_browser_w}', "sh", *command],
+                ["bash", "-c", f'exec "$@" 3<&{to_browser_r} 4>&{from_browser_w}', "bash", *command],
                 pass_fds=(to_browser_r, from_browser_w), stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT,
             )
