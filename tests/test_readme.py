@@ -52,3 +52,19 @@ def test_every_cds_setting_is_documented():
     configuration = section("Configuration (environment, read and checked at start; a bad value stops the service)")
     missing = [name for name in ENV_VARIABLES if f"`{name}`" not in configuration and name not in configuration]
     assert missing == []
+
+
+def test_the_analytics_json_fields_named_are_the_reports():
+    from datetime import datetime, timezone
+
+    from cds_services.analytics.report import build_report
+
+    now = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)
+    card = {"served_at": now, "service_id": "ixabepilone-order-sign", "hook": "order-sign", "rule_code": "platelets-low",
+            "indicator": "critical", "card_uuid": "c-1", "suggestion_uuids": [], "silent": False}
+    document = build_report([card], [], now=now, since_days=30, rule_display=str, reason_display=str)
+    described = re.search(r"answers `\{(.*?)\}`", section("Override analytics and silent mode")).group(1)
+    rule_fields = re.search(r"rules: \[\{(.*?)\}\]", described).group(1)
+    top_fields = re.sub(r"rules: \[\{.*?\}\]", "rules", described)
+    assert {f.strip() for f in top_fields.split(",")} == set(document)
+    assert {f.strip() for f in rule_fields.split(",")} == set(document["rules"][0])
