@@ -54,13 +54,14 @@ served_table = Table(
 )
 
 UNKNOWN = "unknown"
+_LENGTHS = {c.name: c.type.length for c in served_table.columns if isinstance(c.type, String)}
 
 
 def _fit(value: Any, column: str) -> str | None:
     """A string cut to its column's length: one odd value must not make a whole batch fail."""
     if not isinstance(value, str) or not value:
         return None
-    return value[: served_table.c[column].type.length]
+    return value[: _LENGTHS[column]]
 
 
 def served_rows(

@@ -28,7 +28,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from tests.integration.conftest import fhir_server_script
 
 INSTALL_LOCK = Path(tempfile.gettempdir()) / "ixa-chromium-install.lock"
 CANDIDATES = ("chromium", "chromium-browser")
@@ -59,16 +61,6 @@ def find() -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _apt(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
@@ -89,7 +81,7 @@ def install(timeout: float = 1200.0) -> str:
         raise ChromiumError("Chromium is not installed and there is no apt-get to install it")
     if os.geteuid() != 0:
         raise ChromiumError("Chromium is not installed; as root: apt-get install chromium")
-    with _lock(INSTALL_LOCK):
+    with fhir_server_script._lock(INSTALL_LOCK):  # the FHIR server's install lock, on a machine-wide file
         found = find()  # another session may have installed it while we waited
         if found:
             return found
