@@ -27,11 +27,12 @@ def create_app(
     session: requests.Session | None = None,
 ) -> Flask:
     """Build the app. ``config`` overrides settings (tests); ``clock`` fixes "now"."""
+    from cds_services.analytics import ServedLog, check_silent_rules
     from cds_services.api import bp as cds_blueprint
     from cds_services.config import load_settings
     from cds_services.cors import install_cors
     from cds_services.errors import register_error_handlers
-    from cds_services.feedback import FeedbackStore, default_sqlite_url
+    from cds_services.feedback import FeedbackStore, default_instance_path, default_sqlite_url
     from cds_services.fhir_client import FhirClient, FhirClientSettings
     from cds_services.knowledge import load_knowledge
     from cds_services.logs import configure_logging
@@ -45,11 +46,17 @@ def create_app(
             "the services. Use this for local development only."
         )
 
-    app = Flask(__name__, instance_path=os.path.join(os.path.dirname(os.path.abspath(__file__)), "instance"))
+    app = Flask(__name__, instance_path=default_instance_path())
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # keep the spec's field order in cards
 
     kb = load_knowledge(settings.knowledge_path)
+    check_silent_rules(settings.silent_rules, kb.rules)
+    if settings.silent_rules:
+        logging.getLogger("cds.analytics").warning(
+            "SILENT MODE for %s (CDS_SILENT_RULES): their cards are computed and logged for the analytics "
+            "but not returned to the EHR", "every rule" if "*" in settings.silent_rules else ", ".join(settings.silent_rules),
+        )
     database_url = settings.database_url
     if database_url is None:
         os.makedirs(app.instance_path, exist_ok=True)
@@ -83,20 +90,27 @@ def create_app(
             clients, JwksCache(clients, session or requests.Session()), replay,
             settings.jwt_max_lifetime, settings.jwt_leeway,
         )
+    feedback = FeedbackStore(database_url)
+    clock = clock or _utc_now
     runtime = Runtime(
         settings=settings,
         kb=kb,
-        feedback=FeedbackStore(database_url),
+        feedback=feedback,
         fhir=fhir,
-        clock=clock or _utc_now,
+        clock=clock,
         verifier=verifier,
         clients=clients,
+        analytics=ServedLog(feedback.engine, clock=clock, retention_days=settings.analytics_retention_days),
     )
     app.extensions[EXTENSION] = runtime
 
     install_cors(app, settings.cors_origins, settings.cors_allow_credentials)
     register_error_handlers(app)
     app.register_blueprint(cds_blueprint)
+    if settings.analytics_token:  # otherwise /analytics and /analytics.json are the ordinary 404
+        from cds_services.analytics.views import bp as analytics_blueprint
+
+        app.register_blueprint(analytics_blueprint)
     return app
 
 

@@ -11,6 +11,7 @@ import time
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from .analytics import apply_silent_mode, record_served
 from .catalog import discovery_document, find_service
 from .errors import BadRequest, NotFound, Unauthorized
 from .security.audit import AUDIT_LOGGER, audit_record, log_audit
@@ -159,8 +160,13 @@ def call_service(service_id: str) -> ResponseReturnValue:
         hook_request, cds.kb, cds.fhir, cds.clock,
         _fhir_servers_for(cds), cds.settings.allow_http_fhir, cds.settings.fhir_deadline,
     )
+    result, silent_cards = apply_silent_mode(result, cds.settings.silent_rules)  # CDS_SILENT_RULES
     request.environ["cds.result"] = result  # for the audit log
-    return jsonify({"cards": result.cards})
+    response = jsonify({"cards": result.cards})
+    # Cards-served log for the analytics: queued here, written in batches by a background thread.
+    record_served(cds.analytics, now=cds.clock(), service_id=service.id, hook=hook_request.hook,
+                  returned=result.cards, silent=silent_cards, identity=request.environ.get("cds.identity"))
+    return response
 
 
 @bp.post("/cds-services/<service_id>/feedback")

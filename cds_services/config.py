@@ -9,6 +9,7 @@ wrongly at 3 a.m.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 from urllib.parse import urlsplit
@@ -68,6 +69,24 @@ class Settings:
     # base URLs; issuers may narrow this further in the trusted-clients file.
     fhir_servers: tuple[str, ...] = ()
     allow_http_fhir: bool = False  # local development only
+    # Override analytics for the CDS committee (GET /analytics, /analytics.json):
+    # off (404) unless a token is set; callers then send "Authorization: Bearer <token>".
+    analytics_token: str | None = None
+    # Cards-served records older than this are purged (issue 14: default 400 days,
+    # a year of monthly committee reports plus a month's margin).
+    analytics_retention_days: int = 400
+    # Rule codes computed and logged but left out of the response ("silent mode",
+    # for go-live and noisy rules); ("*",) silences every rule.
+    silent_rules: tuple[str, ...] = ()
+
+
+# CDS_SILENT_RULES value that silences every rule.
+SILENT_ALL = "*"
+# A bearer token shorter than this is guessable; 16 characters of a random
+# URL-safe token carry about 96 bits.
+ANALYTICS_TOKEN_MIN_LENGTH = 16
+_RULE_CODE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: it travels in a header
 
 
 def _parse_bool(name: str, raw: str) -> bool:
@@ -118,6 +137,19 @@ def _parse_urls(name: str, raw: str) -> tuple[str, ...]:
     return urls
 
 
+def _parse_rule_codes(name: str, raw: str) -> tuple[str, ...]:
+    codes = tuple(dict.fromkeys(c.strip() for c in raw.split(",") if c.strip()))
+    if SILENT_ALL in codes and len(codes) > 1:
+        raise ConfigError(f"{name}={raw!r}: '*' silences every rule; give either '*' or a list of rule codes")
+    bad = [c for c in codes if c != SILENT_ALL and not _RULE_CODE.match(c)]
+    if bad:
+        raise ConfigError(
+            f"{name}: {', '.join(map(repr, bad))} is not a rule code (lower-case letters, digits and '-', "
+            "as in the cards' source.topic.code, e.g. platelets-low)"
+        )
+    return codes
+
+
 # Environment variable -> (Settings field, parser)
 _ENV: dict[str, tuple[str, Any]] = {
     "CDS_DATABASE_URL": ("database_url", lambda n, v: v.strip() or None),
@@ -144,6 +176,9 @@ _ENV: dict[str, tuple[str, Any]] = {
     "CDS_REPLAY_STORE": ("replay_store", lambda n, v: v.strip().lower()),
     "CDS_FHIR_SERVERS": ("fhir_servers", _parse_urls),
     "CDS_ALLOW_HTTP_FHIR": ("allow_http_fhir", _parse_bool),
+    "CDS_ANALYTICS_TOKEN": ("analytics_token", lambda n, v: v.strip() or None),
+    "CDS_ANALYTICS_RETENTION_DAYS": ("analytics_retention_days", lambda n, v: _parse_positive(n, v, int)),
+    "CDS_SILENT_RULES": ("silent_rules", _parse_rule_codes),
 }
 
 ENV_VARIABLES = tuple(_ENV)
@@ -198,3 +233,14 @@ def _check(settings: Settings) -> None:
         )
     if settings.knowledge_path and not os.path.isfile(settings.knowledge_path):
         raise ConfigError(f"CDS_KNOWLEDGE_PATH={settings.knowledge_path!r}: no such file")
+    token = settings.analytics_token
+    if token is not None and (len(token) < ANALYTICS_TOKEN_MIN_LENGTH or not _TOKEN_CHARS.match(token)):
+        # The value itself is never echoed: it is a secret.
+        raise ConfigError(
+            f"CDS_ANALYTICS_TOKEN: expected at least {ANALYTICS_TOKEN_MIN_LENGTH} printable ASCII characters "
+            "without spaces (e.g. the output of: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    if settings.analytics_retention_days <= 0:
+        raise ConfigError(
+            f"CDS_ANALYTICS_RETENTION_DAYS={settings.analytics_retention_days!r}: must be greater than 0"
+        )

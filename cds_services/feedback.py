@@ -8,6 +8,7 @@ SQLite file and a production PostgreSQL URL run the same code.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable
@@ -121,20 +122,40 @@ def parse_feedback(body: Any) -> list[FeedbackItem]:
     return parsed
 
 
+def default_instance_path() -> str:
+    """The folder of the default SQLite file: ``instance/`` beside ``app.py``.
+
+    One place, so the service and ``python -m cds_services.analytics`` open the
+    same file when ``CDS_DATABASE_URL`` is unset.
+    """
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "instance")
+
+
 def default_sqlite_url(instance_path: str) -> str:
     return f"sqlite:///{instance_path}/feedback.sqlite3"
 
 
+def create_tables(engine: Engine, tables: Iterable[Table]) -> None:
+    """CREATE TABLE for those of ``tables`` that are missing, tolerating the boot race.
+
+    Several gunicorn workers (and replicas) start at once and race to create
+    the tables; the loser's error is harmless once the table is there.
+    """
+    tables = list(tables)
+    try:
+        metadata.create_all(engine, tables=tables)
+    except DBAPIError:
+        found = inspect(engine)
+        if not all(found.has_table(table.name) for table in tables):
+            raise
+
+
 class FeedbackStore:
+    """Feedback items, durably. Its engine is the analytics' too (one database, one pool)."""
+
     def __init__(self, url: str) -> None:
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
-        try:
-            metadata.create_all(self.engine)
-        except DBAPIError:
-            # Several gunicorn workers start at once and race to create the
-            # table; the loser's error is harmless once the table is there.
-            if not inspect(self.engine).has_table(feedback_table.name):
-                raise
+        create_tables(self.engine, [feedback_table])
 
     def add(self, service_id: str, items: Iterable[FeedbackItem], client_iss: str | None = None) -> int:
         now = datetime.now(timezone.utc)

@@ -28,9 +28,13 @@ class Runtime:
     # None only when CDS_ALLOW_UNAUTHENTICATED=true.
     verifier: Any = None
     clients: Any = None
+    # The cards-served log (cds_services.analytics.ServedLog), on the feedback store's engine.
+    analytics: Any = None
 
     def close(self) -> None:
         self.fhir.close()
+        if self.analytics is not None:
+            self.analytics.close()  # before the engine it writes through is disposed
         self.feedback.close()
 
 

@@ -76,3 +76,19 @@ def test_the_prefetch_keys_are_the_kinds_of_data_the_facts_know():
 
     assert tuple(prefetch_templates()) == DATA_KINDS
     assert all(f"`{key}`" in section("Prefetch and errors") for key in DATA_KINDS)
+
+
+def test_the_analytics_json_fields_named_are_the_reports():
+    from datetime import datetime, timezone
+
+    from cds_services.analytics.report import build_report
+
+    now = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)
+    card = {"served_at": now, "service_id": "ixabepilone-order-sign", "hook": "order-sign", "rule_code": "platelets-low",
+            "indicator": "critical", "card_uuid": "c-1", "suggestion_uuids": [], "silent": False}
+    document = build_report([card], [], now=now, since_days=30, rule_display=str, reason_display=str)
+    described = re.search(r"answers `\{(.*?)\}`", section("Override analytics and silent mode")).group(1)
+    rule_fields = re.search(r"rules: \[\{(.*?)\}\]", described).group(1)
+    top_fields = re.sub(r"rules: \[\{.*?\}\]", "rules", described)
+    assert {f.strip() for f in top_fields.split(",")} == set(document)
+    assert {f.strip() for f in rule_fields.split(",")} == set(document["rules"][0])

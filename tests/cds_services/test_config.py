@@ -83,3 +83,59 @@ def test_create_app_refuses_to_start_on_bad_config(tmp_path):
 
     with pytest.raises(ConfigError):
         create_app(environ={"CDS_MAX_BODY_BYTES": "-1"})
+
+
+# ---------------------------------------------------------------- analytics and silent mode (issue 14)
+
+OPEN = {"CDS_ALLOW_UNAUTHENTICATED": "true"}
+
+
+def test_analytics_are_off_and_nothing_is_silent_by_default():
+    settings = load_settings(OPEN)
+    assert settings.analytics_token is None
+    assert settings.analytics_retention_days == 400
+    assert settings.silent_rules == ()
+
+
+def test_analytics_and_silent_settings_are_read():
+    settings = load_settings({**OPEN, "CDS_ANALYTICS_TOKEN": " aV3ryL0ngRandomT0ken ",
+                              "CDS_ANALYTICS_RETENTION_DAYS": "730",
+                              "CDS_SILENT_RULES": "premedication-missing, neuropathy-risk,premedication-missing"})
+    assert settings.analytics_token == "aV3ryL0ngRandomT0ken"
+    assert settings.analytics_retention_days == 730
+    assert settings.silent_rules == ("premedication-missing", "neuropathy-risk")
+    assert load_settings({**OPEN, "CDS_SILENT_RULES": "*"}).silent_rules == ("*",)
+    assert load_settings({**OPEN, "CDS_ANALYTICS_TOKEN": ""}).analytics_token is None
+
+
+@pytest.mark.parametrize("token", ["fifteen-chars-x", "with a space inside it", "t\u00f6ken-with-umlaut-ok?"])
+def test_a_weak_or_unsendable_analytics_token_stops_the_start_without_echoing_it(token):
+    with pytest.raises(ConfigError) as error:
+        load_settings({**OPEN, "CDS_ANALYTICS_TOKEN": token})
+    assert "CDS_ANALYTICS_TOKEN" in str(error.value) and "16" in str(error.value)
+    assert token not in str(error.value)
+
+
+def test_a_16_character_token_is_enough():
+    assert load_settings({**OPEN, "CDS_ANALYTICS_TOKEN": "x" * 16}).analytics_token == "x" * 16
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "must be greater than 0"),
+    ("-30", "must be greater than 0"),
+    ("a year", "expected a positive int"),
+    ("365.5", "expected a positive int"),
+])
+def test_a_bad_retention_stops_the_start(value, message):
+    with pytest.raises(ConfigError, match=f"CDS_ANALYTICS_RETENTION_DAYS=.*{message}"):
+        load_settings({**OPEN, "CDS_ANALYTICS_RETENTION_DAYS": value})
+
+
+@pytest.mark.parametrize("value, message", [
+    ("*, platelets-low", "give either '\\*' or a list"),
+    ("Platelets-Low", "is not a rule code"),
+    ("platelets low", "is not a rule code"),
+])
+def test_a_malformed_silent_rules_list_stops_the_start(value, message):
+    with pytest.raises(ConfigError, match=f"CDS_SILENT_RULES.*{message}"):
+        load_settings({**OPEN, "CDS_SILENT_RULES": value})

