@@ -12,20 +12,25 @@ from typing import Any, Sequence
 from fhir.resources.R4B.resource import Resource
 
 from .dates import period_time, to_utc
-from .drugs import drugs_of, has_medication, medication_of, read_dose
+from .drugs import course_end, drugs_of, exposure_of, has_medication, medication_of, read_doses
 from .facts import DrugUse, PatientFacts
 from .labs import latest_labs
 from .status import (
-    allergies, condition_evidence, current, live_vaccines, ordered_live_vaccine, radiotherapy, reproductive_observations,
+    PREGNANCY_ENDED, allergies, condition_evidence, current, live_vaccines, ordered_live_vaccine, radiotherapy,
+    reproductive_observations,
 )
 
 __all__ = ["build_facts"]
 
 IXABEPILONE = "ixabepilone"
-# A current medication: an order that is in force [FHIR R4 MedicationRequest.status/intent].
+# A current medication: an order that is in force [FHIR R4 MedicationRequest.status/intent]. A plan or
+# proposal that is active is exposure too (issue 12 item 4); a directive or an option is not a treatment.
 _REQUEST_ACTIVE = frozenset({"active", "on-hold"})
-_REQUEST_NOT_AN_ORDER = frozenset({"plan", "proposal", "directive", "option"})
+_REQUEST_NOT_AN_ORDER = frozenset({"directive", "option"})
 _STATEMENT_ACTIVE = frozenset({"active", "intended"})
+# A course that has ended: kept with its end date for the washout rules (issue 12 item 4).
+_REQUEST_ENDED = frozenset({"stopped", "completed"})
+_STATEMENT_ENDED = frozenset({"stopped", "completed"})
 
 
 def _by_type(resources: Sequence[Any]) -> dict[str, list[Any]]:
@@ -50,6 +55,9 @@ def _date(resource: Any) -> datetime | None:
 def _use(resource: Any, medications: dict[str, Any], origin: str) -> DrugUse:
     ids, how, display = drugs_of(resource, medications)
     draft = origin == "draft"
+    doses = read_doses(resource) if draft else ()
+    exposure, basis = exposure_of(resource, medication_of(resource, medications)) if ids else (None, None)
+    ended, ended_basis = course_end(resource) if ids and not draft else (None, None)
     return DrugUse(
         drugs=ids,
         display=display or "(unnamed medication)",
@@ -57,10 +65,16 @@ def _use(resource: Any, medications: dict[str, Any], origin: str) -> DrugUse:
         status=resource.status,
         ref=_ref(resource),
         date=_date(resource),
-        dose=read_dose(resource) if draft else None,
+        dose=doses[0] if doses else None,
         matched_by=how,
         # Only an ixabepilone draft is ever echoed back (a replace suggestion); dumping is not free.
         resource=resource.model_dump(mode="json", exclude_none=True) if draft and IXABEPILONE in ids else None,
+        doses=doses,
+        exposure=exposure,
+        exposure_basis=basis,
+        intent=getattr(resource, "intent", None),
+        ended=ended,
+        ended_basis=ended_basis,
     )
 
 
@@ -81,6 +95,7 @@ def build_facts(
     patient_id: str,
     now: datetime,
     problems: Sequence[str] = (),
+    hook: str | None = None,
 ) -> PatientFacts:
     """The patient picture at ``now`` from parsed record resources and the hook's draft orders.
 
@@ -105,9 +120,16 @@ def build_facts(
     ]
 
     current_meds: list[DrugUse] = []
+    stopped: list[DrugUse] = []
     for request in record.get("MedicationRequest", []):
-        if (request.status not in _REQUEST_ACTIVE or request.intent in _REQUEST_NOT_AN_ORDER
-                or request.doNotPerform or _ref(request) in draft_refs or not has_medication(request)):
+        if (request.intent in _REQUEST_NOT_AN_ORDER or request.doNotPerform or _ref(request) in draft_refs
+                or not has_medication(request)):
+            continue
+        if request.status in _REQUEST_ENDED:
+            if (use := _use(request, medications, "request")).drugs:
+                stopped.append(use)
+            continue
+        if request.status not in _REQUEST_ACTIVE:
             continue
         use = _use(request, medications, "request")
         current_meds.append(use)
@@ -115,7 +137,13 @@ def build_facts(
         if problem := _unresolved(request, use, medications):
             mapping_problems.append(problem)
     for statement in record.get("MedicationStatement", []):
-        if statement.status not in _STATEMENT_ACTIVE or not has_medication(statement):
+        if not has_medication(statement):
+            continue
+        if statement.status in _STATEMENT_ENDED:
+            if (use := _use(statement, medications, "statement")).drugs:
+                stopped.append(use)
+            continue
+        if statement.status not in _STATEMENT_ACTIVE:
             continue
         use = _use(statement, medications, "statement")
         current_meds.append(use)
@@ -123,8 +151,10 @@ def build_facts(
             mapping_problems.append(problem)
 
     observations = record.get("Observation", [])
-    conditions = condition_evidence(record.get("Condition", []))
+    conditions = condition_evidence(record.get("Condition", []), now)
     pregnant_obs, feeding_obs, pregnant_verdicts, feeding_verdicts = reproductive_observations(observations, now)
+    # A recorded delivery, abortion or postpartum state ends older pregnancy evidence as of its date.
+    pregnant_verdicts += [(e.date, False) for e in conditions[PREGNANCY_ENDED] if e.date is not None and e.date <= now]
     patients = record.get("Patient", [])
     patient = next((p for p in patients if p.id == patient_id), patients[0] if patients else None)
     return PatientFacts(
@@ -134,6 +164,7 @@ def build_facts(
         orders=tuple(d for d in drafts if IXABEPILONE in d.drugs),
         draft_orders=drafts,
         medications=tuple(current_meds),
+        stopped_medications=tuple(stopped),
         allergies=tuple(allergies(record.get("AllergyIntolerance", []))),
         pregnancy=current(conditions["pregnancy"] + pregnant_obs, pregnant_verdicts),
         breastfeeding=current(conditions["breastfeeding"] + feeding_obs, feeding_verdicts),
@@ -150,4 +181,5 @@ def build_facts(
         birth_date=str(patient.birthDate) if patient is not None and patient.birthDate else None,
         sex=patient.gender if patient is not None else None,
         problems=tuple(problems) + tuple(mapping_problems),
+        hook=hook,
     )

@@ -36,6 +36,9 @@ _ALL_CONDITION_SNOMED = frozenset().union(*CONDITION_SNOMED.values())
 # Orders and statements in these states can never be a current medication or a draft.
 _FINISHED_REQUEST = frozenset({"completed", "stopped", "cancelled", "entered-in-error"})
 _CURRENT_STATEMENT = frozenset({"active", "intended"})
+# Ended courses in the record still matter for a while: a strong CYP3A4 inhibitor stopped within a week,
+# an ixabepilone cycle given within 3 weeks (issue 12 items 4 and 6). Kept when they name a drug we know.
+_ENDED_COURSE = frozenset({"completed", "stopped"})
 _OLDEST = datetime.min.replace(tzinfo=timezone.utc)
 _MAX_PROBLEM = 200
 # Top-level elements of record resources that no mapping reads. Validating
@@ -48,7 +51,7 @@ UNREAD_ELEMENTS = frozenset({
     "text", "meta", "implicitRules", "language", "extension", "identifier",
     "basedOn", "partOf", "category", "encounter", "performer", "recorder", "asserter", "requester",
     "informationSource", "reasonCode", "reasonReference", "note", "interpretation", "method",
-    "specimen", "device", "bodySite", "hasMember", "derivedFrom", "insurance", "dispenseRequest",
+    "specimen", "device", "bodySite", "hasMember", "derivedFrom", "insurance",
     "substitution", "supportingInformation", "location", "lotNumber", "manufacturer", "site",
     "protocolApplied", "reportOrigin", "education", "fundingSource", "name", "telecom", "address",
     "contact", "communication", "generalPractitioner", "managingOrganization", "photo", "link",
@@ -199,14 +202,20 @@ def _wanted(raw: Mapping[str, Any], record: bool) -> bool:
         return any(c in RADIOTHERAPY_SNOMED for c in _codes(raw.get("code"), SNOMED))
     if rtype == "Immunization":
         return any(cvx_key(c) in LIVE_VACCINE_CVX for c in _codes(raw.get("vaccineCode"), CVX))
-    if rtype == "MedicationRequest":
+    if rtype in ("MedicationRequest", "MedicationStatement"):
         # An order naming no medication (medication[x] is required) has nothing to check: skipped, not an error.
-        return (raw.get("status") not in _FINISHED_REQUEST and _names_medication(raw)
-                and (not record or _may_matter(raw)))
-    if rtype == "MedicationStatement":
-        return (raw.get("status") in _CURRENT_STATEMENT and _names_medication(raw)
+        return (_medication_status_read(rtype, raw.get("status")) and _names_medication(raw)
                 and (not record or _may_matter(raw)))
     return True
+
+
+def _medication_status_read(rtype: str, status: Any) -> bool:
+    """Is a medication in this status read at all: current ones, and ended courses (completed, stopped)."""
+    if status in _ENDED_COURSE:
+        return True
+    if rtype == "MedicationRequest":
+        return status not in _FINISHED_REQUEST
+    return status in _CURRENT_STATEMENT
 
 
 def _outcome_problem(raw: Mapping[str, Any]) -> str | None:
