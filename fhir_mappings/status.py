@@ -208,7 +208,7 @@ def reproductive_observations(
                 continue
             if verdict and now - when <= _HCG_POSITIVE_LASTS:
                 # A positive test stays evidence until cleared (see current) or about 10 months pass.
-                pregnancy.append(Evidence(f"Positive hCG test ({_label(obs.code, 'hCG')})", when, ref, code))
+                pregnancy.append(Evidence(f"Positive hCG test (LOINC {code})", when, ref, code))
                 pregnant_verdicts.append((when, True))
             elif not verdict:
                 pregnant_verdicts.append((when, False))

@@ -15,6 +15,7 @@ from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import PatientFacts
 
+from .assess import ixabepilone_regimen
 from .blood_counts import neutrophils_low, platelets_low
 from .common import LAB_NAMES, Rule, clip, make, unavailable
 from .dose import dose_check
@@ -54,9 +55,17 @@ RULES: list[Rule] = [
     neuropathy_risk,
 ]
 
+# A patient already on ixabepilone, and the order being written is not ixabepilone but interacts with it
+# (issue 12 item 6): only the rules about that order run.
+REGIMEN_RULES: list[Rule] = [
+    cyp3a4_strong_inhibitor,
+    cyp3a4_strong_inducer,
+    live_vaccine,
+]
 
-def _data_problems(facts: PatientFacts, kb: Knowledge) -> Iterable[Finding]:
-    for key, lab in facts.labs.items():
+
+def _data_problems(facts: PatientFacts, kb: Knowledge, labs: bool = True) -> Iterable[Finding]:
+    for key, lab in (facts.labs.items() if labs else ()):
         if lab.value is None:
             name = LAB_NAMES.get(key, key)
             where = f" ({lab.ref})" if lab.ref else ""
@@ -86,11 +95,21 @@ def unreadable_order(problems: Iterable[str], kb: Knowledge) -> list[Finding]:
 
 
 def evaluate(facts: PatientFacts, kb: Knowledge) -> list[Finding]:
-    """Run every rule; critical, then warning, then info (stable within a level)."""
-    if not facts.orders:
-        return []  # no ixabepilone order: nothing to check
+    """Run every rule; critical, then warning, then info (stable within a level).
+
+    With ixabepilone drafts (``facts.orders``): every rule. Without, but with
+    draft orders and an ixabepilone course in the record: the interaction and
+    live-vaccine rules about those drafts (a patient already on ixabepilone).
+    Otherwise there is nothing to check.
+    """
+    if facts.orders:
+        rules, regimen = RULES, False
+    elif facts.draft_orders and ixabepilone_regimen(facts, kb):
+        rules, regimen = REGIMEN_RULES, True
+    else:
+        return []  # no ixabepilone order and no ixabepilone course: nothing to check
     findings: list[Finding] = []
-    for rule in RULES:
+    for rule in rules:
         code = getattr(rule, "code", getattr(rule, "__name__", repr(rule)))
         try:
             findings.extend(rule(facts, kb))
@@ -104,7 +123,7 @@ def evaluate(facts: PatientFacts, kb: Knowledge) -> list[Finding]:
                     f"error ({type(exc).__name__}); review this risk by hand.",
                 )
             )
-    findings.extend(_data_problems(facts, kb))
+    findings.extend(_data_problems(facts, kb, labs=not regimen))
     missing = [f for f in findings if f.rule == UNAVAILABLE]
     rest = [f for f in findings if f.rule != UNAVAILABLE]
     if missing:
