@@ -228,3 +228,44 @@ def test_live_vaccine_order_through_a_contained_medication():
                            "code": {"coding": [{"system": CVX, "code": "21"}], "text": "varicella virus vaccine"}}]
     order["medicationReference"] = {"reference": "#vax"}
     assert [e.code for e in build([order]).ordered_live_vaccines] == ["21"]
+
+
+# -- issue 12: pregnancy as coded in practice, allergy severity -----------------------------------------
+
+from fhir_mappings.status import PREGNANCY_ENDED  # noqa: E402
+
+
+@pytest.mark.parametrize(("system", "code"), [
+    (SNOMED, "72892002"), (SNOMED, "169560008"), (ICD10, "Z34.90"), (ICD10, "Z3A.20"), (ICD10, "Z33.3"),
+    (ICD10, "O00.101"), (ICD10, "O26.641"), (ICD10, "O35.0XX0"), (ICD10, "O60.02"), (ICD10, "O99.891"),
+])
+def test_pregnancy_codes_of_the_ecqm_value_set_and_issue_12(system, code):
+    assert kinds(condition(system, code)) == {"pregnancy"}
+
+
+@pytest.mark.parametrize("code", ["O9A.13", "O9A.12", "O99.03", "O24.435", "O60.14X0", "O80", "Z37.0", "Z39.2",
+                                  "O03.9", "Z33.2", "O90.89"])
+def test_childbirth_puerperium_and_abortion_codes_end_a_pregnancy_and_are_not_one(code):
+    assert kinds(condition(ICD10, code)) == {PREGNANCY_ENDED}
+
+
+@pytest.mark.parametrize("code", ["O91.03", "O92.13", "Z39.1"])
+def test_lactation_codes_mean_breastfeeding(code):
+    assert kinds(condition(ICD10, code)) == {"breastfeeding", PREGNANCY_ENDED}
+
+
+def test_abated_pregnancy_is_not_current_and_ends_at_its_abatement():
+    data = {"resourceType": "Condition", "id": "p", "subject": {"reference": f"Patient/{PATIENT}"},
+            "clinicalStatus": {"coding": [{"code": "active"}]},
+            "code": {"coding": [{"system": SNOMED, "code": "72892002", "display": "Normal pregnancy"}]},
+            "onsetDateTime": "2026-02-01", "abatementDateTime": "2026-10-30"}
+    found = condition_evidence([model(data)], NOW)
+    assert found["pregnancy"] == [] and [e.date.isoformat()[:10] for e in found[PREGNANCY_ENDED]] == ["2026-10-30"]
+
+
+def test_allergy_reaction_severity_and_anaphylaxis_are_read():
+    data = {**raw("allergy-cremophor.json"), "criticality": "low", "reaction": [
+        {"severity": "moderate", "manifestation": [{"text": "Urticaria"}]},
+        {"severity": "severe", "manifestation": [{"coding": [{"system": SNOMED, "code": "39579001", "display": "Anaphylaxis"}]}]}]}
+    (found,) = allergies([model(data)])
+    assert (found.severity, found.anaphylaxis, found.reactions) == ("severe", True, ("Urticaria", "Anaphylaxis"))
