@@ -121,34 +121,24 @@ def build_facts(
 
     current_meds: list[DrugUse] = []
     stopped: list[DrugUse] = []
-    for request in record.get("MedicationRequest", []):
-        if (request.intent in _REQUEST_NOT_AN_ORDER or request.doNotPerform or _ref(request) in draft_refs
-                or not has_medication(request)):
-            continue
-        if request.status in _REQUEST_ENDED:
-            if (use := _use(request, medications, "request")).drugs:
-                stopped.append(use)
-            continue
-        if request.status not in _REQUEST_ACTIVE:
-            continue
-        use = _use(request, medications, "request")
-        current_meds.append(use)
-        vaccine_orders.append((request, "active order"))
-        if problem := _unresolved(request, use, medications):
-            mapping_problems.append(problem)
-    for statement in record.get("MedicationStatement", []):
-        if not has_medication(statement):
-            continue
-        if statement.status in _STATEMENT_ENDED:
-            if (use := _use(statement, medications, "statement")).drugs:
-                stopped.append(use)
-            continue
-        if statement.status not in _STATEMENT_ACTIVE:
-            continue
-        use = _use(statement, medications, "statement")
-        current_meds.append(use)
-        if problem := _unresolved(statement, use, medications):
-            mapping_problems.append(problem)
+    for rtype, origin, in_force, ended in (("MedicationRequest", "request", _REQUEST_ACTIVE, _REQUEST_ENDED),
+                                           ("MedicationStatement", "statement", _STATEMENT_ACTIVE, _STATEMENT_ENDED)):
+        for item in record.get(rtype, []):
+            if (not has_medication(item) or getattr(item, "intent", None) in _REQUEST_NOT_AN_ORDER
+                    or getattr(item, "doNotPerform", None) or _ref(item) in draft_refs):
+                continue
+            if item.status in ended:
+                if (use := _use(item, medications, origin)).drugs:
+                    stopped.append(use)  # dated by the rules (washout, regimen window)
+                continue
+            if item.status not in in_force:
+                continue
+            use = _use(item, medications, origin)
+            current_meds.append(use)
+            if rtype == "MedicationRequest":
+                vaccine_orders.append((item, "active order"))
+            if problem := _unresolved(item, use, medications):
+                mapping_problems.append(problem)
 
     observations = record.get("Observation", [])
     conditions = condition_evidence(record.get("Condition", []), now)

@@ -18,8 +18,8 @@ from typing import Any
 
 from fhir.resources.R4B.medication import Medication
 
-from .dates import to_utc
 from .codes import LOCAL_ROUTES, LOCAL_WORDS, SNOMED as SNOMED_CT, SYSTEMIC_ROUTES, SYSTEMIC_WORDS
+from .dates import to_utc
 from .facts import Dose
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"

@@ -10,7 +10,6 @@ CMS ICD-10-CM titles, FHIR route codes). FIXED_NOW is 2026-11-25T15:00Z.
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 import pytest
