@@ -28,8 +28,10 @@ def prefetch_templates() -> dict[str, str]:
     pid = "{{context.patientId}}"
     return {
         "patient": f"Patient/{pid}",
-        "medicationRequests": f"MedicationRequest?patient={pid}&status=active,on-hold&_count=100",
-        "medicationStatements": f"MedicationStatement?patient={pid}&status=active,intended&_count=100",
+        # completed and stopped too: a strong CYP3A4 inhibitor stopped in the last week and an ixabepilone
+        # cycle given in the last 3 weeks still matter (issue 12 items 4 and 6); the rules apply the windows.
+        "medicationRequests": f"MedicationRequest?patient={pid}&status=active,on-hold,completed,stopped&_count=100",
+        "medicationStatements": f"MedicationStatement?patient={pid}&status=active,intended,completed,stopped&_count=100",
         "labs": f"Observation?patient={pid}&code={','.join(observation_query_codes('labs'))}"
         "&_sort=-date&_count=100",
         "vitals": f"Observation?patient={pid}&code={','.join(observation_query_codes('vitals'))}"
@@ -60,7 +62,10 @@ SERVICES: tuple[Service, ...] = (
             "When an ixabepilone order is selected, or an order that interacts with a "
             "drafted ixabepilone order: contraindications (neutrophils, platelets, "
             "hepatic function with capecitabine, hypersensitivity, pregnancy), hepatic "
-            "dosing, CYP3A4 interactions, dose for body surface area, premedication."
+            "dosing, CYP3A4 interactions, dose for body surface area, premedication. "
+            "Also when a strong CYP3A4 inhibitor or inducer or a live vaccine is selected "
+            "for a patient already on ixabepilone (an active order, or one given in the "
+            "last 21 days). A dose still being written is checked only when readable."
         ),
     ),
     Service(
@@ -69,7 +74,9 @@ SERVICES: tuple[Service, ...] = (
         title="Ixabepilone (Ixempra) order safety at signing",
         description=(
             "Before ixabepilone orders are signed: the same checks over every draft "
-            "order, so nothing reaches the pharmacy unchecked."
+            "order, so nothing reaches the pharmacy unchecked; and before a strong "
+            "CYP3A4 inhibitor or inducer or a live vaccine is signed for a patient "
+            "already on ixabepilone (an active order, or one given in the last 21 days)."
         ),
     ),
 )

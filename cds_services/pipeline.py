@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any, Callable
 
 from fhir_mappings import build_facts
-from fhir_mappings.drugs import drugs_of, may_name_drug
+from fhir_mappings.drugs import drugs_of, exposure_of, may_name_drug, medication_of
 from fhir_mappings.resources import parse_resources, resources_from_bundle
+from fhir_mappings.status import ordered_live_vaccine
 
 from .cards import build_cards
 from .catalog import ORDER_SELECT, prefetch_templates
@@ -39,16 +40,50 @@ def _reference(resource: Any) -> str | None:
     return f"{resource.get_resource_type()}/{rid}" if rid else None
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What a hook call checks.
+
+    ``orders``: references of the ixabepilone drafts to check with every rule.
+    ``triggers``: with no ixabepilone draft in scope, the drafts (a strong
+    CYP3A4 inhibitor or inducer, a live vaccine) to check against an
+    ixabepilone course already in the record (issue 12 item 6).
+    """
+
+    orders: frozenset[str]
+    triggers: frozenset[str] = frozenset()
+
+
+def _regimen_trigger(order: Any, ids: frozenset[str], medications: dict[str, Any], strong: frozenset[str]) -> bool:
+    """A draft that matters to a patient on ixabepilone: a systemic strong CYP3A4 drug, or a live vaccine.
+
+    A draft dexamethasone alone is the premedication, not chronic induction [L §7], so it is not one.
+    """
+    medication = medication_of(order, medications)
+    if ordered_live_vaccine(order, medication, "draft order") is not None:
+        return True
+    hit = ids & strong
+    if not hit or hit == {"dexamethasone"}:
+        return False
+    exposure, _ = exposure_of(order, medication)
+    return exposure != "local"
+
+
 def orders_in_scope(
-    request: HookRequest, drafts: list[Any], medications: dict[str, Any], interacting: frozenset[str]
-) -> set[str] | None:
-    """References of the ixabepilone drafts to check, or None when there is nothing to do.
+    request: HookRequest, drafts: list[Any], medications: dict[str, Any], interacting: frozenset[str],
+    strong: frozenset[str] = frozenset(),
+) -> Scope | None:
+    """What to check, or None when there is nothing to do.
 
     order-sign: every ixabepilone draft. order-select: the selected
     ixabepilone drafts; or, when the selection is a drug that interacts with
-    ixabepilone, every ixabepilone draft already on the order list.
+    ixabepilone, every ixabepilone draft already on the order list. With no
+    ixabepilone draft at all: the strong CYP3A4 inhibitors/inducers (``strong``)
+    and live vaccines among the drafts (order-sign) or the selection
+    (order-select), to be checked against an ixabepilone course in the record.
     """
     ixabepilone: set[str] = set()
+    triggers: set[str] = set()
     interacting_selected = False
     selected = set(request.selections)
     for order in drafts:
@@ -56,16 +91,30 @@ def orders_in_scope(
         ref = _reference(order) or f"#{id(order)}"
         if IXABEPILONE in ids:
             ixabepilone.add(ref)
-        elif ref in selected and ids & interacting:
+            continue
+        if ref in selected and ids & interacting:
             interacting_selected = True
+        if (request.hook != ORDER_SELECT or ref in selected) and _regimen_trigger(order, ids, medications, strong):
+            triggers.add(ref)
     if not ixabepilone:
-        return None
+        return Scope(frozenset(), frozenset(triggers)) if triggers else None
     if request.hook != ORDER_SELECT:
-        return ixabepilone
+        return Scope(frozenset(ixabepilone))
     chosen = ixabepilone & selected
     if chosen:
-        return chosen
-    return ixabepilone if interacting_selected else None
+        return Scope(frozenset(chosen))
+    return Scope(frozenset(ixabepilone)) if interacting_selected else None
+
+
+def in_scope(facts: Any, scope: Scope, hook: str) -> Any:
+    """The facts narrowed to what this call checks, with the hook (order-select reports an unfinished dose
+    less loudly, issue 12 item 7)."""
+    if scope.orders:
+        orders = tuple(o for o in facts.orders if o.ref is None or o.ref in scope.orders)
+        return dataclasses.replace(facts, orders=orders, hook=hook)
+    unnamed = any(t.startswith("#") for t in scope.triggers)
+    drafts = tuple(d for d in facts.draft_orders if d.ref in scope.triggers or (d.ref is None and unnamed))
+    return dataclasses.replace(facts, orders=(), draft_orders=drafts, hook=hook)
 
 
 def run_hook(
@@ -85,7 +134,8 @@ def run_hook(
         ref: r for r in parsed_drafts if r.get_resource_type() == "Medication" and (ref := _reference(r))
     }
     drafts = [r for r in parsed_drafts if r.get_resource_type() != "Medication"]
-    scope = orders_in_scope(request, drafts, medications, kb.interacting_drugs)
+    scope = orders_in_scope(request, drafts, medications, kb.interacting_drugs,
+                            kb.drugs_of_class("strong-inhibitor", "strong-inducer"))
     if scope is None:
         # An ixabepilone draft we could not read must not turn into silence: say so.
         parsed_refs = {f"{r.get_resource_type()}/{r.id}" for r in parsed_drafts if r.id}
@@ -107,8 +157,6 @@ def run_hook(
         problems=draft_problems + gathered.problems + record_problems,
         unavailable=gathered.unavailable,
     )
-    facts = dataclasses.replace(
-        facts, orders=tuple(o for o in facts.orders if o.ref is None or o.ref in scope)
-    )
+    facts = in_scope(facts, scope, request.hook)
     findings = evaluate(facts, kb)
     return HookResult(cards=build_cards(findings, kb), findings=findings)

@@ -12,21 +12,26 @@ from typing import Any, Mapping, Sequence
 from fhir.resources.R4B.resource import Resource
 
 from .dates import period_time, to_utc
-from .drugs import drugs_of, has_medication, medication_of, read_dose
+from .drugs import course_end, drugs_of, exposure_of, has_medication, medication_of, read_doses
 from .facts import Dose, DrugUse, PatientFacts
 from .labs import Patient, latest_labs
 from .reading import source_json, unreadable_elements
 from .status import (
-    allergies, condition_evidence, current, live_vaccines, ordered_live_vaccine, radiotherapy, reproductive_observations,
+    PREGNANCY_ENDED, allergies, condition_evidence, current, live_vaccines, ordered_live_vaccine, radiotherapy,
+    reproductive_observations,
 )
 
 __all__ = ["build_facts"]
 
 IXABEPILONE = "ixabepilone"
-# A current medication: an order that is in force [FHIR R4 MedicationRequest.status/intent].
+# A current medication: an order that is in force [FHIR R4 MedicationRequest.status/intent]. A plan or
+# proposal that is active is exposure too (issue 12 item 4); a directive or an option is not a treatment.
 _REQUEST_ACTIVE = frozenset({"active", "on-hold"})
-_REQUEST_NOT_AN_ORDER = frozenset({"plan", "proposal", "directive", "option"})
+_REQUEST_NOT_AN_ORDER = frozenset({"directive", "option"})
 _STATEMENT_ACTIVE = frozenset({"active", "intended"})
+# A course that has ended: kept with its end date for the washout rules (issue 12 item 4).
+_REQUEST_ENDED = frozenset({"stopped", "completed"})
+_STATEMENT_ENDED = frozenset({"stopped", "completed"})
 
 
 def _by_type(resources: Sequence[Any]) -> dict[str, list[Any]]:
@@ -48,17 +53,20 @@ def _date(resource: Any) -> datetime | None:
             or to_utc(getattr(resource, "dateAsserted", None)))
 
 
-def _draft_dose(resource: Any) -> Dose | None:
-    """The draft order's dose; "cannot verify" with the reason when its dosage is not valid R4."""
+def _draft_doses(resource: Any) -> tuple[Dose, ...]:
+    """Every dose on the draft order; "cannot verify" with the reason when its dosage is not valid R4."""
     broken = unreadable_elements(resource).get("dosageInstruction")
     if broken:
-        return Dose(raw="(unreadable)", problem=f"its dosageInstruction is not valid FHIR R4 ({broken})")
-    return read_dose(resource)
+        return (Dose(raw="(unreadable)", problem=f"its dosageInstruction is not valid FHIR R4 ({broken})"),)
+    return tuple(read_doses(resource))
 
 
 def _use(resource: Any, medications: dict[str, Any], origin: str) -> DrugUse:
     ids, how, display = drugs_of(resource, medications)
     draft = origin == "draft"
+    doses = _draft_doses(resource) if draft else ()
+    exposure, basis = exposure_of(resource, medication_of(resource, medications)) if ids else (None, None)
+    ended, ended_basis = course_end(resource) if ids and not draft else (None, None)
     return DrugUse(
         drugs=ids,
         display=display or "(unnamed medication)",
@@ -66,10 +74,16 @@ def _use(resource: Any, medications: dict[str, Any], origin: str) -> DrugUse:
         status=resource.status,
         ref=_ref(resource),
         date=_date(resource),
-        dose=_draft_dose(resource) if draft else None,
+        dose=doses[0] if doses else None,
         matched_by=how,
         # Only an ixabepilone draft is ever echoed back (an update suggestion): as the EHR sent it.
         resource=_echo(resource) if draft and IXABEPILONE in ids else None,
+        doses=doses,
+        exposure=exposure,
+        exposure_basis=basis,
+        intent=getattr(resource, "intent", None),
+        ended=ended,
+        ended_basis=ended_basis,
     )
 
 
@@ -95,6 +109,7 @@ def build_facts(
     now: datetime,
     problems: Sequence[str] = (),
     unavailable: Mapping[str, str] | None = None,
+    hook: str | None = None,
 ) -> PatientFacts:
     """The patient picture at ``now`` from parsed record resources and the hook's draft orders.
 
@@ -121,26 +136,31 @@ def build_facts(
     ]
 
     current_meds: list[DrugUse] = []
-    for request in record.get("MedicationRequest", []):
-        if (request.status not in _REQUEST_ACTIVE or request.intent in _REQUEST_NOT_AN_ORDER
-                or request.doNotPerform or _ref(request) in draft_refs or not has_medication(request)):
-            continue
-        use = _use(request, medications, "request")
-        current_meds.append(use)
-        vaccine_orders.append((request, "active order"))
-        if problem := _unresolved(request, use, medications):
-            mapping_problems.append(problem)
-    for statement in record.get("MedicationStatement", []):
-        if statement.status not in _STATEMENT_ACTIVE or not has_medication(statement):
-            continue
-        use = _use(statement, medications, "statement")
-        current_meds.append(use)
-        if problem := _unresolved(statement, use, medications):
-            mapping_problems.append(problem)
+    stopped: list[DrugUse] = []
+    for rtype, origin, in_force, ended in (("MedicationRequest", "request", _REQUEST_ACTIVE, _REQUEST_ENDED),
+                                           ("MedicationStatement", "statement", _STATEMENT_ACTIVE, _STATEMENT_ENDED)):
+        for item in record.get(rtype, []):
+            if (not has_medication(item) or getattr(item, "intent", None) in _REQUEST_NOT_AN_ORDER
+                    or getattr(item, "doNotPerform", None) or _ref(item) in draft_refs):
+                continue
+            if item.status in ended:
+                if (use := _use(item, medications, origin)).drugs:
+                    stopped.append(use)  # dated by the rules (washout, regimen window)
+                continue
+            if item.status not in in_force:
+                continue
+            use = _use(item, medications, origin)
+            current_meds.append(use)
+            if rtype == "MedicationRequest":
+                vaccine_orders.append((item, "active order"))
+            if problem := _unresolved(item, use, medications):
+                mapping_problems.append(problem)
 
     observations = record.get("Observation", [])
-    conditions = condition_evidence(record.get("Condition", []))
+    conditions = condition_evidence(record.get("Condition", []), now)
     pregnant_obs, feeding_obs, pregnant_verdicts, feeding_verdicts = reproductive_observations(observations, now)
+    # A recorded delivery, abortion or postpartum state ends older pregnancy evidence as of its date.
+    pregnant_verdicts += [(e.date, False) for e in conditions[PREGNANCY_ENDED] if e.date is not None and e.date <= now]
     patients = record.get("Patient", [])
     patient = next((p for p in patients if p.id == patient_id), patients[0] if patients else None)
     birth_date = str(patient.birthDate) if patient is not None and patient.birthDate else None
@@ -154,6 +174,7 @@ def build_facts(
         orders=tuple(d for d in drafts if IXABEPILONE in d.drugs),
         draft_orders=drafts,
         medications=tuple(current_meds),
+        stopped_medications=tuple(stopped),
         allergies=tuple(allergies(record.get("AllergyIntolerance", []))),
         pregnancy=current(conditions["pregnancy"] + pregnant_obs, pregnant_verdicts),
         breastfeeding=current(conditions["breastfeeding"] + feeding_obs, feeding_verdicts),
@@ -171,4 +192,5 @@ def build_facts(
         sex=sex,
         problems=tuple(problems) + tuple(mapping_problems),
         unavailable=dict(unavailable or {}),
+        hook=hook,
     )

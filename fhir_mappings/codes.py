@@ -58,6 +58,11 @@ def _check(codes: dict[str, Any]) -> None:
         for name, spec in section.items():
             if not spec.get("source"):
                 raise ValueError(f"codes.json: {name} has no source")
+    exposure = codes["exposure"]
+    if not exposure["routes"].get("source") or not exposure["words"].get("source"):
+        raise ValueError("codes.json: exposure routes and words need a source")
+    if set(exposure["routes"]["systemic"]) & set(exposure["routes"]["local"]):
+        raise ValueError("codes.json: a route code cannot be both systemic and local")
     for name, spec in codes["analytes"].items():
         if spec["group"] not in ("labs", "vitals") or not spec["loinc"]:
             raise ValueError(f"codes.json: analyte {name} needs a group (labs/vitals) and LOINC codes")
@@ -88,15 +93,24 @@ _ICD_PREFIXES = [(kind, _icd_key(r["prefix"])) for kind, spec in CODES["conditio
                  for r in spec["icd10"] if "prefix" in r]
 _ICD_RANGES = [(kind, _icd_key(r["from"]), _icd_key(r["to"])) for kind, spec in CODES["conditions"].items()
                for r in spec["icd10"] if "from" in r]
+# Codes inside a kind's ranges that are not that kind (e.g. "complicating the puerperium" within O00-O9A).
+_ICD_EXCLUDED = {kind: tuple(_icd_key(c) for c in spec.get("icd10_exclude", ())) for kind, spec in CODES["conditions"].items()}
 
 
 def icd10_kinds(code: str) -> set[str]:
-    """The condition kinds an ICD-10-CM code falls in (by prefix or 3-character category range)."""
+    """The condition kinds an ICD-10-CM code falls in (by prefix or 3-character category range, less exclusions)."""
     key = _icd_key(code)
     category = key[:3]
     kinds = {kind for kind, prefix in _ICD_PREFIXES if key.startswith(prefix)}
     kinds |= {kind for kind, low, high in _ICD_RANGES if len(category) == 3 and low <= category <= high}
-    return kinds
+    return {kind for kind in kinds if not key.startswith(_ICD_EXCLUDED[kind])}
+
+
+# Route of administration (SNOMED CT) and the words of route texts and dose-form names: issue 12 item 3.
+SYSTEMIC_ROUTES: dict[str, str] = dict(CODES["exposure"]["routes"]["systemic"])
+LOCAL_ROUTES: dict[str, str] = dict(CODES["exposure"]["routes"]["local"])
+SYSTEMIC_WORDS: tuple[str, ...] = tuple(CODES["exposure"]["words"]["systemic"])
+LOCAL_WORDS: tuple[str, ...] = tuple(CODES["exposure"]["words"]["local"])
 
 
 def cvx_key(code: str) -> str:

@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from fhir.resources.R4B.medication import Medication
 
-from .codes import ATC, NDC, RXNORM, canonical_system
+from .codes import ATC, LOCAL_ROUTES, LOCAL_WORDS, NDC, RXNORM, SYSTEMIC_ROUTES, SYSTEMIC_WORDS, canonical_system
+from .codes import SNOMED as SNOMED_CT
+from .dates import to_utc
 from .facts import Dose
 
 _SYSTEMS = {"rxnorm": RXNORM, "ndc": NDC, "atc": ATC}
@@ -300,40 +303,221 @@ def _quantity_raw(quantity: Any) -> str:
     return f"{comparator}{value} {quantity.unit or quantity.code or ''}".strip()
 
 
-def read_dose(request: Any) -> Dose | None:
-    """The order's dose from ``dosageInstruction[0].doseAndRate[0].doseQuantity``.
+def _as_list(value: Any) -> list[Any]:
+    """A repeating element, also when an EHR sent one object where FHIR has a list (tolerant reading)."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
-    mg and mg/m2 (UCUM) are read, g is converted to mg; any other unit, a
-    missing value or a dose range becomes a Dose with ``problem``, so the dose
-    check says "cannot verify" instead of passing. None when ``request`` is
+
+# "mg/m²", "mg/m^2", "mg/m2" and "mg/(m2)" are one unit; EHRs write all of them (issue 12 item 5).
+def _unit_key(unit: str) -> str:
+    return "".join(unit.lower().replace("\u00b2", "2").replace("^", "").replace("(", "").replace(")", "").split())
+
+
+_MG_FACTOR = {"mg": 1.0, "g": 1000.0}
+_MG_PER_M2 = frozenset({"mg/m2", "mg/m.2"})
+
+
+def _dose_of(quantity: Any, kind: str | None, text: str) -> Dose:
+    """One doseQuantity (or a range bound) as a Dose in mg or mg/m2, or with the reason it cannot be read."""
+    if quantity is None or quantity.value is None:
+        return Dose(raw=text or "(no dose)", problem="the order has no dose quantity", kind=kind)
+    raw = _quantity_raw(quantity)
+    if quantity.comparator:
+        return Dose(raw=raw, problem=f"the dose is not exact ('{quantity.comparator}')", kind=kind)
+    value = float(quantity.value)
+    if value <= 0:
+        return Dose(raw=raw, problem="the dose is not a positive number", kind=kind)
+    for unit in (quantity.code, quantity.unit):
+        key = _unit_key(unit or "")
+        if key in _MG_FACTOR:
+            return Dose(raw=raw, mg=value * _MG_FACTOR[key], kind=kind)
+        if key in _MG_PER_M2:
+            return Dose(raw=raw, mg_per_m2=value, kind=kind)
+    unit = (quantity.code or quantity.unit or "").strip()
+    return Dose(raw=raw, problem=f"unknown dose unit '{unit}'" if unit else "the dose has no unit", kind=kind)
+
+
+def _rate_kind(rate: Any) -> str | None:
+    concept = getattr(rate, "type", None)
+    if concept is None:
+        return None
+    return next((c.code for c in concept.coding or [] if c.code), None) or concept.text
+
+
+def read_doses(request: Any) -> tuple[Dose, ...]:
+    """Every dose an order carries: each doseAndRate entry (doseQuantity, or the top of a doseRange) of each
+    dosageInstruction, ordered and calculated alike (Epic sends both: 40 mg/m2 ordered, 120 mg calculated).
+
+    mg, g and mg/m2 are read ("mg/m²" and "mg/m^2" too); any other unit, a
+    missing value or a comparator becomes a Dose with ``problem``, so the dose
+    check says "cannot verify" instead of passing. Empty when ``request`` is
     not an order at all.
     """
     if request is None or not hasattr(request, "dosageInstruction"):
-        return None
-    instructions = request.dosageInstruction or []
+        return ()
+    instructions = _as_list(request.dosageInstruction)
     if not instructions:
-        return Dose(raw="(no dosage)", problem="the order has no dosage instruction")
-    first = instructions[0]
-    text = first.text or ""
-    rates = first.doseAndRate or []
-    if rates and rates[0].doseRange is not None:
-        low, high = rates[0].doseRange.low, rates[0].doseRange.high
-        raw = f"{_quantity_raw(low) if low else '?'} to {_quantity_raw(high) if high else '?'}"
-        return Dose(raw=raw, problem="the dose is a range, not one dose")
-    quantity = rates[0].doseQuantity if rates else None
+        return (Dose(raw="(no dosage)", problem="the order has no dosage instruction"),)
+    doses: list[Dose] = []
+    for instruction in instructions:
+        text = instruction.text or ""
+        rates = _as_list(instruction.doseAndRate)
+        if not rates:
+            doses.append(Dose(raw=text or "(no dose)", problem="the order has no dose quantity"))
+            continue
+        for rate in rates:
+            kind = _rate_kind(rate)
+            if rate.doseRange is not None:
+                low, high = rate.doseRange.low, rate.doseRange.high
+                if high is None:
+                    raw = f"{_quantity_raw(low) if low else '?'} or more"
+                    doses.append(Dose(raw=raw, problem="the dose range has no upper bound", kind=kind))
+                else:
+                    doses.append(_dose_of(high, f"{kind} range, upper bound" if kind else "range, upper bound", text))
+            elif rate.doseQuantity is not None:
+                doses.append(_dose_of(rate.doseQuantity, kind, text))
+            else:
+                doses.append(Dose(raw=text or "(no dose)", problem="the order has no dose quantity", kind=kind))
+    return tuple(doses)
+
+
+def read_dose(request: Any) -> Dose | None:
+    """The first dose of :func:`read_doses` (the one a suggestion rewrites); None when not an order."""
+    doses = read_doses(request)
+    return doses[0] if doses else None
+
+
+# --------------------------------------------------------------------------- route and dose form
+
+
+def _word_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
+    alternation = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(r"(?<![a-z0-9])(" + alternation + r")(?![a-z0-9])")
+
+
+_SYSTEMIC_WORD = _word_pattern(SYSTEMIC_WORDS)
+_LOCAL_WORD = _word_pattern(LOCAL_WORDS)
+
+
+def _text_exposure(text: str | None) -> str | None:
+    """"systemic", "local" or None from the route or form words in a text; both kinds of word: systemic."""
+    if not text:
+        return None
+    lowered = _normalize_text(text)
+    if _SYSTEMIC_WORD.search(lowered):
+        return "systemic"
+    if _LOCAL_WORD.search(lowered):
+        return "local"
+    return None
+
+
+def _concept_texts(concept: Any) -> list[str]:
+    if concept is None:
+        return []
+    return [t for t in [concept.text, *((c.display for c in concept.coding or []))] if t]
+
+
+def _route_exposure(route: Any) -> tuple[str, str] | None:
+    for coding in getattr(route, "coding", None) or []:
+        if canonical_system(coding.system) == SNOMED_CT and coding.code in SYSTEMIC_ROUTES:
+            return "systemic", f"route {coding.display or SYSTEMIC_ROUTES[coding.code]} (SNOMED {coding.code})"
+        if canonical_system(coding.system) == SNOMED_CT and coding.code in LOCAL_ROUTES:
+            return "local", f"route {coding.display or LOCAL_ROUTES[coding.code]} (SNOMED {coding.code})"
+    for text in _concept_texts(route):
+        found = _text_exposure(text)
+        if found:
+            return found, f"route '{text}'"
+    return None
+
+
+def exposure_of(resource: Any, medication: Any | None = None) -> tuple[str | None, str | None]:
+    """("systemic" | "local" | None, how it was decided) for a MedicationRequest/Statement.
+
+    Read from the dosage route (SNOMED CT code, else its text), the Medication's
+    ``form``, and the product name: an RxNorm clinical or branded drug name ends
+    with its dose form ("... Medicated Shampoo", "... Ophthalmic Suspension",
+    "... Oral Tablet"). Any systemic sign wins (the conservative reading); None
+    when nothing says, and the rules then count the drug as systemic.
+    """
+    found: list[tuple[str, str]] = []
+    dosages = _as_list(getattr(resource, "dosageInstruction", None)) + _as_list(getattr(resource, "dosage", None))
+    for dosage in dosages:
+        hit = _route_exposure(getattr(dosage, "route", None))
+        if hit:
+            found.append(hit)
+    if medication is not None and getattr(medication, "form", None) is not None:
+        for text in _concept_texts(medication.form):
+            if (cls := _text_exposure(text)) is not None:
+                found.append((cls, f"dose form '{text}' (Medication.form)"))
+                break
+    names = _concept_texts(getattr(resource, "medicationCodeableConcept", None))
+    if medication is not None:
+        names += _concept_texts(medication.code)
+    for text in names:
+        if (cls := _text_exposure(text)) is not None:
+            found.append((cls, f"dose form in the product name '{text}'"))
+            break
+    for cls in ("systemic", "local"):
+        reasons = [why for c, why in found if c == cls]
+        if reasons:
+            return cls, "; ".join(dict.fromkeys(reasons))
+    return None, None
+
+
+# --------------------------------------------------------------------------- when a course ends
+
+_DURATION_DAYS = {"min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.0, "a": 365.0,
+                  "minute": 1 / 1440, "minutes": 1 / 1440, "hour": 1 / 24, "hours": 1 / 24, "day": 1.0, "days": 1.0,
+                  "week": 7.0, "weeks": 7.0, "month": 30.0, "months": 30.0, "year": 365.0, "years": 365.0}
+
+
+def _duration(quantity: Any) -> timedelta | None:
     if quantity is None or quantity.value is None:
-        return Dose(raw=text or "(no dose)", problem="the order has no dose quantity")
-    raw = _quantity_raw(quantity)
-    if quantity.comparator:
-        return Dose(raw=raw, problem=f"the dose is not exact ('{quantity.comparator}')")
-    value = float(quantity.value)
-    if value <= 0:
-        return Dose(raw=raw, problem="the dose is not a positive number")
-    unit = (quantity.code or quantity.unit or "").strip()
-    if unit == "mg":
-        return Dose(raw=raw, mg=value)
-    if unit == "g":
-        return Dose(raw=raw, mg=value * 1000)
-    if unit == "mg/m2":
-        return Dose(raw=raw, mg_per_m2=value)
-    return Dose(raw=raw, problem=f"unknown dose unit '{unit}'" if unit else "the dose has no unit")
+        return None
+    days = _DURATION_DAYS.get((quantity.code or quantity.unit or "").strip().lower())
+    return timedelta(days=float(quantity.value) * days) if days is not None else None
+
+
+def course_end(resource: Any) -> tuple[datetime | None, str | None]:
+    """(when the course ended or is due to end, how that was read) for a MedicationRequest or MedicationStatement.
+
+    MedicationRequest: the latest ``timing.repeat.boundsPeriod.end``, else the
+    start (or authoredOn) plus ``boundsDuration``, else authoredOn plus the
+    dispense request's ``expectedSupplyDuration``. MedicationStatement:
+    ``effectivePeriod.end``, else ``effectiveDateTime``. None when the record
+    does not say.
+    """
+    if resource.get_resource_type() == "MedicationStatement":
+        period = getattr(resource, "effectivePeriod", None)
+        if period is not None and to_utc(period.end):
+            return to_utc(period.end), "effective period end"
+        if to_utc(getattr(resource, "effectiveDateTime", None)):
+            return to_utc(resource.effectiveDateTime), "effective date"
+        return None, None
+    authored = to_utc(getattr(resource, "authoredOn", None))
+    ends: list[tuple[datetime, str]] = []
+    for instruction in _as_list(getattr(resource, "dosageInstruction", None)):
+        repeat = getattr(getattr(instruction, "timing", None), "repeat", None)
+        if repeat is None:
+            continue
+        bounds = getattr(repeat, "boundsPeriod", None)
+        if bounds is not None and to_utc(bounds.end):
+            ends.append((to_utc(bounds.end), "dosing period end"))  # type: ignore[arg-type]
+            continue
+        start = (to_utc(bounds.start) if bounds is not None else None) or authored
+        length = _duration(getattr(repeat, "boundsDuration", None))
+        if start is not None and length is not None:
+            ends.append((start + length, f"{_days_text(length)} course from {start:%Y-%m-%d}"))
+    if ends:
+        return max(ends, key=lambda e: e[0])
+    supply = _duration(getattr(getattr(resource, "dispenseRequest", None), "expectedSupplyDuration", None))
+    if authored is not None and supply is not None:
+        return authored + supply, f"{_days_text(supply)} supply from {authored:%Y-%m-%d}"
+    return None, None
+
+
+def _days_text(length: timedelta) -> str:
+    days = length.total_seconds() / 86400
+    return f"{days:g}-day" if days >= 1 else f"{days * 24:g}-hour"

@@ -81,16 +81,19 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Dose:
-    """The dose read from an order's dosageInstruction.
+    """One dose read from an order's dosageInstruction.
 
     Exactly one of ``mg`` and ``mg_per_m2`` is set when the dose could be read;
-    both are None and ``problem`` says why otherwise.
+    both are None and ``problem`` says why otherwise. ``kind`` is the
+    doseAndRate type when the order says it ("ordered", "calculated"), or
+    "range high" for the top of a doseRange.
     """
 
     raw: str
     mg: float | None = None
     mg_per_m2: float | None = None
     problem: str | None = None
+    kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,18 @@ class DrugUse:
     # The order's own JSON, for ixabepilone draft orders only, so a suggestion can update
     # or replace it (e.g. the same order with a reduced dose).
     resource: Mapping[str, Any] | None = None
+    # Every dose the order carries (each doseAndRate entry of each dosageInstruction; drafts only);
+    # ``dose`` is the first of them, kept for the suggestions that rewrite the order's dose.
+    doses: tuple[Dose, ...] = ()
+    # "systemic", "local" (topical, ophthalmic, otic, vaginal, shampoo...) or None when neither route nor
+    # dose form says; ``exposure_basis`` says how it was decided, in words for the card.
+    exposure: str | None = None
+    exposure_basis: str | None = None
+    intent: str | None = None  # MedicationRequest.intent (order, plan, proposal...)
+    # When the course ended or is due to end: the stop date of a stopped/completed order or statement, or,
+    # for an active order, the end of its bounds or supply (a long-open short course); ``ended_basis`` says which.
+    ended: datetime | None = None
+    ended_basis: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +139,9 @@ class Allergy:
     criticality: str | None = None  # "low" | "high" | "unable-to-assess" | None
     ref: str | None = None
     date: datetime | None = None
+    severity: str | None = None  # the worst reaction.severity: "mild" | "moderate" | "severe" | None
+    anaphylaxis: bool = False  # a reaction manifestation is anaphylaxis (SNOMED 39579001 or the word)
+    reactions: tuple[str, ...] = ()  # manifestations as recorded, for the card
 
 
 @dataclass(frozen=True)
@@ -141,9 +159,12 @@ class PatientFacts:
     orders: tuple[DrugUse, ...] = ()
     # Every draft order in context (ixabepilone ones included).
     draft_orders: tuple[DrugUse, ...] = ()
-    # Active/on-hold MedicationRequests and active/intended MedicationStatements
-    # from the record (not the drafts).
+    # Active/on-hold MedicationRequests (intent order, plan or proposal) and active/intended
+    # MedicationStatements from the record (not the drafts).
     medications: tuple[DrugUse, ...] = ()
+    # Stopped or completed MedicationRequests and MedicationStatements with the date they ended
+    # (``ended``); the rules decide which are recent enough to matter (e.g. a strong inhibitor's washout).
+    stopped_medications: tuple[DrugUse, ...] = ()
     allergies: tuple[Allergy, ...] = ()
     # Positive, current evidence only: a "not pregnant" result newer than a
     # pregnancy record clears it, in the mapping, not the rule.
@@ -169,3 +190,6 @@ class PatientFacts:
     def known(self, kind: str) -> bool:
         """True when the record's ``kind`` data (see DATA_KINDS) was read, so its absence means none."""
         return kind not in self.unavailable
+    # The CDS hook being answered ("order-select", "order-sign"); None outside a hook call.
+    # At order-select the order is still being written, so an unreadable dose is not yet an error.
+    hook: str | None = None

@@ -51,7 +51,7 @@ READ_ELEMENTS: dict[str, tuple[str, ...]] = {
     ),
     "Condition": (
         "id", "subject", "clinicalStatus", "verificationStatus", "code", "onsetDateTime", "onsetPeriod",
-        "recordedDate", "abatementDateTime", "abatementPeriod", "abatementString",
+        "recordedDate", "abatementDateTime", "abatementPeriod", "abatementAge", "abatementRange", "abatementString",
     ),
     "AllergyIntolerance": (
         "id", "patient", "clinicalStatus", "verificationStatus", "code", "criticality", "reaction",

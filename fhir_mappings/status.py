@@ -1,9 +1,10 @@
 """Clinical statuses from Conditions, Observations, Procedures, allergies and immunizations.
 
-Only current, positive evidence is returned: a Condition must be active and
-not refuted, and a newer "not pregnant" (or "not breastfeeding") answer or a
-negative hCG test clears older evidence here, so the rules never have to.
-Codes come from ``data/codes.json`` (codes.md).
+Only current, positive evidence is returned: a Condition must be active, not
+refuted and not abated, and a newer "not pregnant" (or "not breastfeeding")
+answer, a negative hCG test or a recorded end of pregnancy clears older
+evidence here, so the rules never have to. Codes come from ``data/codes.json``
+(codes.md; the pregnancy lists cite the eCQM value set they were built from).
 """
 from __future__ import annotations
 
@@ -19,13 +20,17 @@ from .drugs import identify_concept, identify_text
 from .facts import Allergy, Evidence
 from .labs import USABLE_STATUS, effective_time, loinc_of
 
-CONDITION_KINDS = tuple(CODES["conditions"])  # pregnancy, breastfeeding, liver_disease, gilbert_syndrome, ...
+CONDITION_KINDS = tuple(CODES["conditions"])  # pregnancy, pregnancy_ended, breastfeeding, liver_disease, ...
+# Not a status of its own: a delivery, abortion or postpartum record ends older pregnancy evidence.
+PREGNANCY_ENDED = "pregnancy_ended"
 ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
 NOT_TRUE = frozenset({"entered-in-error", "refuted"})
 
 _REPRO = CODES["reproductive"]
 _PREGNANT = frozenset(_REPRO["pregnancy_status"]["pregnant_answers"])
 _NOT_PREGNANT = frozenset(_REPRO["pregnancy_status"]["not_pregnant_answers"])
+_PREGNANT_TEXT = frozenset(_REPRO["pregnancy_status"]["pregnant_text"])
+_NOT_PREGNANT_TEXT = frozenset(_REPRO["pregnancy_status"]["not_pregnant_text"])
 _BREASTFEEDING = frozenset(_REPRO["breastfeeding_status"]["breastfeeding_answers"])
 _NOT_BREASTFEEDING = frozenset(_REPRO["breastfeeding_status"]["not_breastfeeding_answers"])
 _HCG = _REPRO["hcg"]
@@ -33,8 +38,10 @@ _HCG_POSITIVE = frozenset(_HCG["positive_answers"])
 _HCG_NEGATIVE = frozenset(_HCG["negative_answers"])
 # Quantitative hCG above this is positive [codes.md, hCG; threshold marked *verify*].
 _HCG_POSITIVE_ABOVE = float(_HCG["positive_above_miu_per_ml"])
-# A positive test counts as pregnancy evidence for this long [ixabepilone.md, Lab freshness: pregnancy test 7 days].
-_HCG_RECENT = timedelta(days=_HCG["recent_days"])
+# A positive test stays pregnancy evidence this long unless cleared [ixabepilone.md, Lab freshness: about 10 months].
+_HCG_POSITIVE_LASTS = timedelta(days=_HCG["positive_evidence_days"])
+_ANAPHYLAXIS = frozenset(CODES["allergy"]["anaphylaxis_snomed"])
+_ANAPHYLAXIS_WORDS = tuple(CODES["allergy"]["anaphylaxis_words"])
 _HCG_UNITS = {"m[IU]/mL": 1.0, "mIU/mL": 1.0, "[IU]/L": 1.0, "IU/L": 1.0, "[IU]/mL": 1000.0}
 
 
@@ -71,16 +78,55 @@ def is_active_condition(condition: Any) -> bool:
     return not _status_codes(condition.verificationStatus) & NOT_TRUE
 
 
-def condition_evidence(conditions: Iterable[Any]) -> dict[str, list[Evidence]]:
-    """Active Conditions per kind (pregnancy, breastfeeding, liver_disease, gilbert_syndrome, diabetes, neuropathy)."""
+def abatement(condition: Any) -> tuple[bool, datetime | None]:
+    """(has the Condition abated, when) from abatement[x].
+
+    A date or period is an abatement only once it is reached (``now`` decides
+    in :func:`condition_evidence`); an age, range, string or ``true`` says it
+    ended without a date we can compare, and counts as ended.
+    """
+    when = to_utc(getattr(condition, "abatementDateTime", None)) or period_time(getattr(condition, "abatementPeriod", None))
+    if when is not None:
+        return True, when
+    undated = (getattr(condition, "abatementBoolean", None) is True or getattr(condition, "abatementString", None)
+               or getattr(condition, "abatementAge", None) is not None or getattr(condition, "abatementRange", None) is not None)
+    return bool(undated), None
+
+
+def _onset(cond: Any) -> datetime | None:
+    return to_utc(cond.onsetDateTime) or period_time(cond.onsetPeriod) or to_utc(cond.recordedDate)
+
+
+def condition_evidence(conditions: Iterable[Any], now: datetime | None = None) -> dict[str, list[Evidence]]:
+    """Current Conditions per kind (pregnancy, breastfeeding, liver_disease, gilbert_syndrome, diabetes, neuropathy).
+
+    Current: active, not refuted, and not abated by ``now`` (issue 12: a
+    resolved condition or one with an abatement in the past does not count).
+    ``pregnancy_ended`` is different: delivery, abortion and postpartum
+    records, and a pregnancy Condition that resolved or abated, whatever their
+    clinical status (only refuted or entered-in-error ones are ignored), each
+    dated when the pregnancy ended.
+    """
     out: dict[str, list[Evidence]] = {kind: [] for kind in CONDITION_KINDS}
     for cond in conditions:
         kinds = condition_kinds(cond)
-        if not kinds or not is_active_condition(cond):
+        if not kinds or _status_codes(cond.verificationStatus) & NOT_TRUE:
             continue
-        date = (to_utc(cond.onsetDateTime) or period_time(cond.onsetPeriod) or to_utc(cond.recordedDate))
         matched = next(iter(_codes(cond.code, SNOMED) + _codes(cond.code, ICD10CM)), None)
-        evidence = Evidence(_label(cond.code, "Condition"), date, _ref(cond), matched)
+        label = _label(cond.code, "Condition")
+        if PREGNANCY_ENDED in kinds:
+            out[PREGNANCY_ENDED].append(Evidence(label, _onset(cond), _ref(cond), matched))
+            kinds = kinds - {PREGNANCY_ENDED}
+        abated, abated_on = abatement(cond)
+        if abated and abated_on is not None and now is not None and abated_on > now:
+            abated = False  # an abatement still ahead is not an end yet
+        if abated or not is_active_condition(cond):
+            if "pregnancy" in kinds and (abated_on or abated):
+                ended = abated_on if abated_on is not None else None
+                if ended is not None:
+                    out[PREGNANCY_ENDED].append(Evidence(f"{label} (ended)", ended, _ref(cond), matched))
+            continue
+        evidence = Evidence(label, _onset(cond), _ref(cond), matched)
         for kind in kinds:
             out[kind].append(evidence)
     return out
@@ -93,6 +139,23 @@ def _answers(obs: Any) -> tuple[set[str], str]:
     if concept is not None:
         text = text or " ".join((c.display or "").lower() for c in concept.coding or [])
     return codes, text
+
+
+def _pregnancy_answer(obs: Any) -> bool | None:
+    """True pregnant, False not pregnant, None neither: by code, else by the exact plain-text answer."""
+    codes, text = _answers(obs)
+    if codes & _PREGNANT:
+        return True
+    if codes & _NOT_PREGNANT:
+        return False
+    if codes and not text:
+        return None
+    phrase = " ".join(text.rstrip(".").split())
+    if phrase in _PREGNANT_TEXT:
+        return True
+    if phrase in _NOT_PREGNANT_TEXT:
+        return False
+    return None
 
 
 def _hcg_verdict(obs: Any) -> bool | None:
@@ -132,19 +195,20 @@ def reproductive_observations(
         when = effective_time(obs)
         ref = _ref(obs)
         if kind == "pregnancy_status":
-            codes, _ = _answers(obs)
-            if codes & _PREGNANT:
+            answer = _pregnancy_answer(obs)
+            if answer:
                 pregnancy.append(Evidence("Pregnancy status: pregnant", when, ref, code))
                 if when:
                     pregnant_verdicts.append((when, True))
-            elif codes & _NOT_PREGNANT and when:
+            elif answer is False and when:
                 pregnant_verdicts.append((when, False))
         elif kind == "hcg":
             verdict = _hcg_verdict(obs)
             if verdict is None or when is None:
                 continue
-            if verdict and now - when <= _HCG_RECENT:
-                pregnancy.append(Evidence("Positive hCG pregnancy test", when, ref, code))
+            if verdict and now - when <= _HCG_POSITIVE_LASTS:
+                # A positive test stays evidence until cleared (see current) or about 10 months pass.
+                pregnancy.append(Evidence(f"Positive hCG test (LOINC {code})", when, ref, code))
                 pregnant_verdicts.append((when, True))
             elif not verdict:
                 pregnant_verdicts.append((when, False))
@@ -192,8 +256,38 @@ def allergies(resources: Iterable[Any]) -> list[Allergy]:
             continue
         display = _label(allergy.code, ", ".join(sorted(ids)))
         date = to_utc(allergy.onsetDateTime) or to_utc(allergy.recordedDate)
-        out.append(Allergy(frozenset(ids), display, allergy.criticality, _ref(allergy), date))
+        severity, anaphylaxis, reactions = _reaction_facts(allergy.reaction or [])
+        out.append(Allergy(frozenset(ids), display, allergy.criticality, _ref(allergy), date,
+                           severity=severity, anaphylaxis=anaphylaxis, reactions=reactions))
     return out
+
+
+_SEVERITY_RANK = {"mild": 1, "moderate": 2, "severe": 3}
+
+
+def _reaction_facts(reactions: Iterable[Any]) -> tuple[str | None, bool, tuple[str, ...]]:
+    """(worst reaction.severity, any manifestation is anaphylaxis, manifestation labels as recorded)."""
+    worst: str | None = None
+    anaphylaxis = False
+    labels: list[str] = []
+    for reaction in reactions:
+        severity = getattr(reaction, "severity", None)
+        if severity in _SEVERITY_RANK and _SEVERITY_RANK[severity] > _SEVERITY_RANK.get(worst or "", 0):
+            worst = severity
+        manifestations = getattr(reaction, "manifestation", None) or []
+        if not isinstance(manifestations, list):
+            manifestations = [manifestations]  # tolerant reading: one object where a list belongs
+        for concept in manifestations:
+            label = _label(concept, "")
+            if label:
+                labels.append(label)
+            words = " ".join([label, *((c.display or "") for c in getattr(concept, "coding", None) or [])]).lower()
+            if set(_codes(concept, SNOMED)) & _ANAPHYLAXIS or any(w in words for w in _ANAPHYLAXIS_WORDS):
+                anaphylaxis = True
+        description = getattr(reaction, "description", None)
+        if description and any(w in description.lower() for w in _ANAPHYLAXIS_WORDS):
+            anaphylaxis = True
+    return worst, anaphylaxis, tuple(dict.fromkeys(labels))
 
 
 def radiotherapy(procedures: Iterable[Any], now: datetime | None = None) -> list[Evidence]:

@@ -19,6 +19,7 @@ from fhir_mappings.drugs import known_drug_ids
 __all__ = [
     "DRUG_IDS",
     "HepaticBand",
+    "Hypersensitivity",
     "Interaction",
     "Knowledge",
     "KnowledgeError",
@@ -75,6 +76,7 @@ THRESHOLD_KEYS = (
     "contraception-female",
     "contraception-male",
     "breastfeeding-after",
+    "regimen-window",
 )
 FRESHNESS_KEYS = ("neutrophils", "wbc", "platelets", "ast", "alt", "bilirubin", "height", "weight", "pregnancy-test")
 ULN_KEYS = ("ast", "alt", "bilirubin")
@@ -167,6 +169,28 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class Hypersensitivity:
+    """What a recorded reaction to one substance means, by how severe it was [L §4; §2.3].
+
+    Severe: criticality high, a severe reaction, or anaphylaxis; not severe:
+    recorded as low criticality or mild/moderate; unknown: neither said.
+    """
+
+    key: str
+    severe: str
+    unknown: str
+    not_severe: str
+    source: str
+    section: str
+    note: str
+    judgment: bool = False
+
+    def indicator(self, severity: str) -> str:
+        """The card indicator for "severe", "unknown" or "not_severe"."""
+        return {"severe": self.severe, "unknown": self.unknown, "not_severe": self.not_severe}[severity]
+
+
+@dataclass(frozen=True)
 class PremedDrug:
     drug: str
     display: str
@@ -204,7 +228,7 @@ class Knowledge:
     combination_partners: Mapping[str, Citation]
     interactions: Mapping[str, Interaction]
     premedication: Premedication
-    hypersensitivity: Mapping[str, Citation]
+    hypersensitivity: Mapping[str, Hypersensitivity]
 
     def rule_display(self, code: str) -> str:
         info = self.rules.get(code)
@@ -467,21 +491,28 @@ def parse_knowledge(data: Any) -> Knowledge:
         if not drug.rxnorm or drug.dose_mg is None or not drug.route:
             raise KnowledgeError(f"premedication.{name}: rxnorm, dose_mg and route are required for a suggestion")
 
+    steroid = premedication.corticosteroid
+    if not steroid.rxnorm or steroid.dose_mg is None or not steroid.route:
+        raise KnowledgeError("premedication.corticosteroid: rxnorm, dose_mg and route are required for a suggestion")
+
     hypersensitivity = {}
     for drug, raw in _map(top["hypersensitivity"], "hypersensitivity").items():
         where = f"hypersensitivity.{drug}"
         _drug(drug, where)
-        o = _obj(raw, where, ("indicator", "source", "section", "note"), ("judgment",))
-        indicator = _str(o["indicator"], f"{where}.indicator")
-        if indicator not in INDICATORS:
-            raise KnowledgeError(f"{where}.indicator: {indicator!r} is not one of {', '.join(INDICATORS)}")
-        hypersensitivity[drug] = Citation(
+        o = _obj(raw, where, ("severe", "unknown", "not_severe", "source", "section", "note"), ("judgment",))
+        levels = {}
+        for level in ("severe", "unknown", "not_severe"):
+            indicator = _str(o[level], f"{where}.{level}")
+            if indicator not in INDICATORS:
+                raise KnowledgeError(f"{where}.{level}: {indicator!r} is not one of {', '.join(INDICATORS)}")
+            levels[level] = indicator
+        hypersensitivity[drug] = Hypersensitivity(
             key=drug,
             source=p.source(o["source"], where),
             section=_str(o["section"], f"{where}.section"),  # type: ignore[arg-type]
-            note=_str(o["note"], f"{where}.note"),
-            indicator=indicator,
+            note=_str(o["note"], f"{where}.note"),  # type: ignore[arg-type]
             judgment=_bool(o.get("judgment", False), f"{where}.judgment"),
+            **levels,
         )
 
     return Knowledge(

@@ -15,6 +15,7 @@ from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import PatientFacts
 
+from .assess import ixabepilone_regimen
 from .blood_counts import neutrophils_low, platelets_low
 from .common import LAB_NAMES, Rule, clip, day, escape_md, make, unavailable
 from .dose import dose_check
@@ -54,6 +55,13 @@ RULES: list[Rule] = [
     neuropathy_risk,
 ]
 
+# A patient already on ixabepilone, and the order being written is not ixabepilone but interacts with it
+# (issue 12 item 6): only the rules about that order run.
+REGIMEN_RULES: list[Rule] = [
+    cyp3a4_strong_inhibitor,
+    cyp3a4_strong_inducer,
+    live_vaccine,
+]
 
 # Which checks read which kind of record data (facts.DATA_KINDS, one prefetch key each): when a
 # kind cannot be had, the check-unavailable card names the checks that went without it.
@@ -75,12 +83,16 @@ CHECKS_BY_DATA: dict[str, tuple[str, ...]] = {
 }
 
 
-def _data_problems(facts: PatientFacts, kb: Knowledge) -> Iterable[Finding]:
+def _data_problems(facts: PatientFacts, kb: Knowledge, ran: frozenset[str], labs: bool = True) -> Iterable[Finding]:
+    """Data the rules that ran (``ran``, their codes) could not use; with ``labs`` False the lab lines are left out."""
     for kind, why in facts.unavailable.items():
-        checks = ", ".join(kb.rule_display(code) for code in CHECKS_BY_DATA.get(kind, ()))
+        weakened = [code for code in CHECKS_BY_DATA.get(kind, ()) if code in ran]
+        if not weakened:
+            continue
+        checks = ", ".join(kb.rule_display(code) for code in weakened)
         yield unavailable(kb, f"{kind} not read",
                           f"prefetch.{kind} could not be had ({escape_md(why)}); checks that went without it: {checks}.")
-    for key, lab in facts.labs.items():
+    for key, lab in (facts.labs.items() if labs else ()):
         name = LAB_NAMES.get(key, key)
         if lab.value is None:
             where = f" ({escape_md(lab.ref)})" if lab.ref else ""
@@ -118,11 +130,21 @@ def unreadable_order(problems: Iterable[str], kb: Knowledge) -> list[Finding]:
 
 
 def evaluate(facts: PatientFacts, kb: Knowledge) -> list[Finding]:
-    """Run every rule; critical, then warning, then info (stable within a level)."""
-    if not facts.orders:
-        return []  # no ixabepilone order: nothing to check
+    """Run every rule; critical, then warning, then info (stable within a level).
+
+    With ixabepilone drafts (``facts.orders``): every rule. Without, but with
+    draft orders and an ixabepilone course in the record: the interaction and
+    live-vaccine rules about those drafts (a patient already on ixabepilone).
+    Otherwise there is nothing to check.
+    """
+    if facts.orders:
+        rules, regimen = RULES, False
+    elif facts.draft_orders and ixabepilone_regimen(facts, kb):
+        rules, regimen = REGIMEN_RULES, True
+    else:
+        return []  # no ixabepilone order and no ixabepilone course: nothing to check
     findings: list[Finding] = []
-    for rule in RULES:
+    for rule in rules:
         code = getattr(rule, "code", getattr(rule, "__name__", repr(rule)))
         try:
             findings.extend(rule(facts, kb))
@@ -136,7 +158,7 @@ def evaluate(facts: PatientFacts, kb: Knowledge) -> list[Finding]:
                     f"error ({type(exc).__name__}); review this risk by hand.",
                 )
             )
-    findings.extend(_data_problems(facts, kb))
+    findings.extend(_data_problems(facts, kb, frozenset(getattr(r, "code", "") for r in rules), labs=not regimen))
     missing = [f for f in findings if f.rule == UNAVAILABLE]
     rest = [f for f in findings if f.rule != UNAVAILABLE]
     if missing:

@@ -7,11 +7,12 @@ one place keeps the cards consistent (one dose, one reason).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from cds_services.knowledge import HepaticBand, Interaction, Knowledge
 from fhir_mappings.facts import DrugUse, LabValue, PatientFacts
 
-from .common import drug_uses, has_capecitabine, is_above, num, usable
+from .common import IXABEPILONE, drug_uses, has_capecitabine, is_above, num, usable
 
 LIVER = ("ast", "alt", "bilirubin")
 PREMED_STEROID = "dexamethasone"
@@ -130,9 +131,73 @@ def matches_of(uses: list[DrugUse], drugs: frozenset[str], kb: Knowledge) -> Mat
     return out
 
 
+def interacting_uses(facts: PatientFacts) -> list[DrugUse]:
+    """The medications the CYP3A4 rules weigh: systemic ones (issue 12 item 3).
+
+    A topical, ophthalmic, otic, vaginal or shampoo form of the same
+    ingredient is left out (:func:`local_uses`); a medication whose route and
+    form are not recorded counts as systemic. With no ixabepilone draft (a
+    patient already on ixabepilone), only the drafts in scope are weighed: the
+    card is about the order being written.
+    """
+    uses = facts.draft_orders if not facts.orders else list(drug_uses(facts))
+    return [u for u in uses if u.exposure != "local"]
+
+
+def local_uses(facts: PatientFacts, drugs: frozenset[str]) -> list[DrugUse]:
+    """Local forms of the listed drugs: named on the card as not counted, with how the form was decided."""
+    uses = facts.draft_orders if not facts.orders else list(drug_uses(facts))
+    return [u for u in uses if u.exposure == "local" and u.drugs & drugs]
+
+
+def stop_date(facts: PatientFacts, use: DrugUse) -> tuple[datetime | None, str]:
+    """When a stopped or completed course ended, and how that was read (its recorded end, else its order date).
+
+    An end still ahead on a course marked stopped or completed means it ended
+    early: taken as now. Without a recorded end, the order date is the earliest
+    it can have stopped.
+    """
+    if use.ended is not None:
+        if use.ended > facts.now:
+            return facts.now, f"marked {use.status} before its recorded end {use.ended:%Y-%m-%d}"
+        return use.ended, use.ended_basis or "recorded end"
+    if use.date is not None:
+        return use.date, f"no stop date recorded; ordered {use.date:%Y-%m-%d}, so it stopped on or after that day"
+    return None, "no date recorded"
+
+
+def recently_stopped(facts: PatientFacts, kb: Knowledge, drugs: frozenset[str], days: float) -> list[DrugUse]:
+    """Stopped or completed systemic courses of ``drugs`` whose stop date lies within ``days`` of now."""
+    if not facts.orders:
+        return []  # a patient already on ixabepilone: only the order being written is weighed
+    out = []
+    for use in facts.stopped_medications:
+        if not use.drugs & drugs or use.exposure == "local":
+            continue
+        when, _ = stop_date(facts, use)
+        if when is not None and facts.now - when <= timedelta(days=days):
+            out.append(use)
+    return out
+
+
 def strong_inhibitor_uses(facts: PatientFacts, kb: Knowledge) -> Matches:
-    """Active or draft strong CYP3A4 inhibitors [L §7; F]."""
-    return matches_of(list(drug_uses(facts)), kb.drugs_of_class("strong-inhibitor"), kb)
+    """Active, draft or recently stopped strong CYP3A4 inhibitors [L §7; F].
+
+    Stopped within the washout (about 1 week [L §7]) still counts: the label
+    returns to the full dose only a week after the inhibitor stops.
+    """
+    inhibitors = kb.drugs_of_class("strong-inhibitor")
+    washout = kb.value("inhibitor-washout")  # [L §7] about 1 week
+    return matches_of(interacting_uses(facts) + recently_stopped(facts, kb, inhibitors, washout), inhibitors, kb)
+
+
+def ixabepilone_regimen(facts: PatientFacts, kb: Knowledge) -> list[DrugUse]:
+    """The patient's ixabepilone course in the record: an active order, or one given within a 3-week cycle [L §2.1]."""
+    window = timedelta(days=kb.value("regimen-window"))
+    active = [u for u in facts.medications if IXABEPILONE in u.drugs]
+    given = [u for u in facts.stopped_medications if IXABEPILONE in u.drugs
+             and (when := stop_date(facts, u)[0]) is not None and facts.now - when <= window]
+    return active + given
 
 
 def chronic_inducers(facts: PatientFacts, kb: Knowledge) -> tuple[Matches, list[DrugUse]]:
@@ -140,7 +205,7 @@ def chronic_inducers(facts: PatientFacts, kb: Knowledge) -> tuple[Matches, list[
     inducers = kb.drugs_of_class("strong-inducer")
     counted: list[DrugUse] = []
     premeds: list[DrugUse] = []
-    for use in drug_uses(facts):
+    for use in interacting_uses(facts):
         hit = use.drugs & inducers
         if not hit:
             continue

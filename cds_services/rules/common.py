@@ -282,7 +282,9 @@ def origin_text(use: DrugUse) -> str:
     if use.origin == "draft":
         return "draft order"
     status = f" ({escape_md(use.status)})" if use.status else ""
-    return ("active order" if use.origin == "request" else "medication statement") + status
+    if use.origin == "request":
+        return ("order" if use.status in ("stopped", "completed") else "active order") + status
+    return "medication statement" + status
 
 
 def use_line(use: DrugUse, note: str | None = None) -> str:

@@ -2,9 +2,11 @@
 
 Label dose: 40 mg/m2, or the monotherapy hepatic row's dose [L §2.4], or
 20 mg/m2 with a strong CYP3A4 inhibitor [L §7]; BSA (Mosteller) above 2.2 m2
-counts as 2.2 [L §2]. An order more than 10% above (a project setting) is
-flagged. A dose that cannot be read, or a mg dose without a current height
-and weight, is "cannot verify", never silence.
+counts as 2.2 [L §2]. Every dose the order carries is checked (Epic sends the
+ordered 40 mg/m2 and the calculated 120 mg side by side) and the highest is
+reported; one more than 10% above (a project setting) is flagged. A dose that
+cannot be read, or a mg dose without a current height and weight, is "cannot
+verify" at order-sign, never silence.
 """
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from typing import Iterator
 
 from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge
-from fhir_mappings.facts import DrugUse, PatientFacts
+from fhir_mappings.facts import Dose, DrugUse, PatientFacts
+
+from cds_services.catalog import ORDER_SELECT
 
 from .assess import adjusted_dose
 from .common import age_days, day, escape_md, is_fresh, make, num, rule, usable
@@ -57,48 +61,70 @@ def bsa_for(facts: PatientFacts, kb: Knowledge) -> tuple[float | None, float | N
     return bsa, raw, how
 
 
+def _kind(dose: Dose) -> str:
+    """" (calculated dose)" for a typed doseAndRate entry, else " ordered"."""
+    return f" ({dose.kind} dose)" if dose.kind else " ordered"
+
+
 @rule("dose-check")
 def dose_check(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+    """Every dose the order carries, ordered and calculated alike; the highest against the label dose.
+
+    At order-select the clinician is still writing the order (the sandbox
+    pre-fills "1 {pill}"): a dose that is missing or cannot be read yet is
+    reported at order-sign only; a readable dose that is too high is flagged
+    at both (issue 12 item 7).
+    """
     target, reasons = adjusted_dose(facts, kb)
     tolerance = kb.thresholds["dose-tolerance"]  # [project setting] 10%
     bsa, _, bsa_text = bsa_for(facts, kb)
+    selecting = facts.hook == ORDER_SELECT
     over: list[tuple[DrugUse, str, str]] = []  # (order, short, long)
     unknown: list[tuple[DrugUse, str, str]] = []
     for order in facts.orders:
-        dose = order.dose
-        if dose is None or (dose.mg is None and dose.mg_per_m2 is None):
-            why = (dose.problem if dose else None) or "no dose in the order"
-            raw = f" '{escape_md(dose.raw)}'" if dose and dose.raw else ""
-            unknown.append((order, "dose unreadable", f"{escape_md(order.display)}: dose{raw} cannot be read ({escape_md(why)})"))
+        doses = order.doses or ((order.dose,) if order.dose else ())
+        if not doses:
+            unknown.append((order, "no dose in the order", f"{escape_md(order.display)}: no dose in the order"))
             continue
-        if dose.mg_per_m2 is not None:
-            limit = round(target * (1 + tolerance.value), 6)
-            if dose.mg_per_m2 > limit:
-                pct = (dose.mg_per_m2 / target - 1) * 100
-                over.append(
-                    (
-                        order,
-                        f"{num(dose.mg_per_m2)} mg/m2 > {num(target)} mg/m2 by {pct:.0f}%",
-                        f"{escape_md(order.display)}: **{num(dose.mg_per_m2)} mg/m2** ordered; label dose {num(target)} mg/m2, "
-                        f"flagged above {num(limit)} mg/m2",
-                    )
-                )
+        checked: list[tuple[float, Dose, str, str]] = []  # (times the label dose, dose, short, long)
+        for dose in doses:
+            if dose.mg is None and dose.mg_per_m2 is None:
+                raw = f" '{escape_md(dose.raw)}'" if dose.raw else ""
+                unknown.append((order, "dose unreadable",
+                                f"{escape_md(order.display)}: dose{raw}{_kind(dose) if dose.kind else ''} cannot be read "
+                                f"({escape_md(dose.problem or 'no dose')})"))
+                continue
+            if dose.mg_per_m2 is not None:
+                limit = round(target * (1 + tolerance.value), 6)
+                checked.append((
+                    dose.mg_per_m2 / target, dose,
+                    f"{num(dose.mg_per_m2)} mg/m2 > {num(target)} mg/m2 by {(dose.mg_per_m2 / target - 1) * 100:.0f}%",
+                    f"{escape_md(order.display)}: **{num(dose.mg_per_m2)} mg/m2**{_kind(dose)}; label dose "
+                    f"{num(target)} mg/m2, flagged above {num(limit)} mg/m2",
+                ))
+                continue
+            if bsa is None:
+                unknown.append((order, bsa_text, f"{escape_md(order.display)}: {num(dose.mg)} mg{_kind(dose)}, "  # type: ignore[arg-type]
+                                                 f"cannot compute BSA: {escape_md(bsa_text)}"))
+                continue
+            expected = target * bsa
+            limit = round(expected * (1 + tolerance.value), 6)
+            checked.append((
+                dose.mg / expected, dose,  # type: ignore[operator]
+                f"{num(dose.mg, 1)} mg > {num(expected, 1)} mg ({num(target)} mg/m2 x {num(bsa)} m2) by "  # type: ignore[arg-type]
+                f"{(dose.mg / expected - 1) * 100:.0f}%",  # type: ignore[operator]
+                f"{escape_md(order.display)}: **{num(dose.mg, 1)} mg**{_kind(dose)}; label dose {num(target)} mg/m2 x "  # type: ignore[arg-type]
+                f"{num(bsa)} m2 = {num(expected, 1)} mg, flagged above {num(limit, 1)} mg; {escape_md(bsa_text)}",
+            ))
+        if not checked:
             continue
-        if bsa is None:
-            unknown.append((order, bsa_text, f"{escape_md(order.display)}: {num(dose.mg)} mg ordered, cannot compute BSA: {escape_md(bsa_text)}"))  # type: ignore[arg-type]
-            continue
-        expected = target * bsa
-        limit = round(expected * (1 + tolerance.value), 6)
-        if dose.mg > limit:  # type: ignore[operator]
-            pct = (dose.mg / expected - 1) * 100  # type: ignore[operator]
-            over.append(
-                (
-                    order,
-                    f"{num(dose.mg, 1)} mg > {num(expected, 1)} mg ({num(target)} mg/m2 x {num(bsa)} m2) by {pct:.0f}%",  # type: ignore[arg-type]
-                    f"{escape_md(order.display)}: **{num(dose.mg, 1)} mg** ordered; label dose {num(target)} mg/m2 x "  # type: ignore[arg-type]
-                    f"{num(bsa)} m2 = {num(expected, 1)} mg, flagged above {num(limit, 1)} mg; {escape_md(bsa_text)}",
-                )
-            )
+        ratio, _, short, long = max(checked, key=lambda c: c[0])  # the highest against the label dose
+        if ratio > 1 + tolerance.value + 1e-9:
+            others = [c[3] for c in checked if c[3] != long]
+            more = "".join(f"\n  - also on the order: {o}" for o in others)
+            over.append((order, short, long + more))
+    if selecting:
+        unknown = []  # the order is still being written: an unreadable dose is not an error yet
     if not over and not unknown:
         return
     if over and not unknown and len(over) == 1:
@@ -112,8 +138,9 @@ def dose_check(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
         "",
         "**Label dose for this patient:** " + "; ".join(reasons) + f" → **{num(target)} mg/m2**. BSA above "
         f"{num(kb.value('bsa-cap'))} m2 counts as {num(kb.value('bsa-cap'))} m2 [L §2].",
-        f"Orders more than {tolerance.value * 100:.0f}% above it are flagged (a project setting). "
-        f"Height and weight must be current (height {num(kb.freshness['height'].value)} d, "
+        f"Every dose on the order is checked (ordered and calculated, each dose line and range); the highest is "
+        f"reported. Orders more than {tolerance.value * 100:.0f}% above the label dose are flagged (a project "
+        f"setting). Height and weight must be current (height {num(kb.freshness['height'].value)} d, "
         f"weight {num(kb.freshness['weight'].value)} d).",
         "",
         "**What to do:** recalculate the dose, or record why this dose is intended.",

@@ -1,20 +1,27 @@
-"""Hypersensitivity to the Cremophor EL vehicle or to ixabepilone [L §4; §2.3].
+"""Hypersensitivity to the Cremophor EL vehicle or to ixabepilone, by how severe it was [L §4; §2.3].
 
-The IXEMPRA diluent is polyoxyl 35 castor oil (Cremophor EL). A severe
-reaction to it contraindicates IXEMPRA [L §4]; a recorded allergy of unknown
-severity is treated as severe. Other drugs formulated in Cremophor EL
-(paclitaxel, cyclosporine injection, teniposide) may have caused the reaction
-through the vehicle: a warning, premedicate with a corticosteroid.
+The IXEMPRA diluent is polyoxyl 35 castor oil (Cremophor EL). IXEMPRA is
+contraindicated after a severe (grade 3/4) reaction to agents containing
+Cremophor EL [L §4]: a severe reaction to Cremophor itself, or to a drug
+formulated in it (paclitaxel, cyclosporine injection, teniposide), or to
+IXEMPRA is critical. A milder or unknown-severity reaction to those drugs, or
+any prior reaction to ixabepilone that was not severe, is a warning whose
+suggestion creates the corticosteroid premedication the label names [L §2.3].
+A Cremophor allergy of unknown severity is treated as severe
+(shared/clinical/ixabepilone.md). Severe means criticality high, a reaction
+recorded as severe, or anaphylaxis (issue 12 item 2). No card suggests the
+opposite of its summary: critical cards cancel, warning cards premedicate.
 """
 from __future__ import annotations
 
 from typing import Iterator
 
-from cds_services.findings import Finding
+from cds_services.findings import Action, Finding, Suggestion
 from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import Allergy, PatientFacts
 
 from .common import cite, day, delete_orders, escape_md, make, names, rule
+from .premedication import dose_route, premed_request, steroid_text
 
 RANK = {"info": 0, "warning": 1, "critical": 2}
 SUBSTANCE_TEXT = {
@@ -25,58 +32,97 @@ SUBSTANCE_TEXT = {
     "cyclosporine": "cyclosporine (Cremophor-formulated injection)",
     "teniposide": "teniposide (Cremophor-formulated)",
 }
+LEVEL_TEXT = {"severe": "severe", "not_severe": "not severe", "unknown": "severity not recorded"}
 
 
-def _indicator(kb: Knowledge, substance: str, allergy: Allergy) -> tuple[str, str | None]:
-    entry = kb.hypersensitivity[substance]
-    indicator = entry.indicator or "warning"
-    if indicator == "critical" and substance == "cremophor" and allergy.criticality == "low":
-        # [L §4] names severe (grade 3/4) reactions; a record that says low risk is a warning.
-        return "warning", "recorded as low criticality; the contraindication is for severe (grade 3/4) reactions"
-    return indicator, None
+def severity_of(allergy: Allergy) -> tuple[str, str]:
+    """("severe" | "not_severe" | "unknown", what in the record says so)."""
+    severe = [why for why, yes in (("criticality high", allergy.criticality == "high"),
+                                   ("reaction recorded as severe", allergy.severity == "severe"),
+                                   ("anaphylaxis", allergy.anaphylaxis)) if yes]
+    if severe:
+        return "severe", ", ".join(severe)
+    if allergy.criticality == "low":
+        return "not_severe", "criticality low"
+    if allergy.severity in ("mild", "moderate"):
+        return "not_severe", f"reaction recorded as {allergy.severity}"
+    return "unknown", "neither criticality nor reaction severity says it was severe or mild"
+
+
+def _steroid_ordered(facts: PatientFacts, kb: Knowledge) -> list[str]:
+    steroid = kb.premedication.corticosteroid.drug
+    return [u.display for u in (*facts.draft_orders, *facts.medications) if steroid in u.drugs]
+
+
+def _premedicate(facts: PatientFacts, kb: Knowledge) -> tuple[Suggestion, ...]:
+    steroid = kb.premedication.corticosteroid
+    if _steroid_ordered(facts, kb):
+        return ()
+    text = steroid_text(steroid)
+    return (
+        Suggestion(
+            label=f"Order {steroid.drug} {dose_route(steroid)} premedication",
+            actions=(Action(type="create", description=f"Corticosteroid premedication: {text} [L §2.3]",
+                            resource=premed_request(facts, steroid)),),
+            is_recommended=True,
+        ),
+    )
 
 
 @rule("hypersensitivity")
 def hypersensitivity(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
-    hits: list[tuple[str, str, Allergy, str | None]] = []
+    hits: list[tuple[str, str, Allergy, str, str]] = []  # (indicator, substance, allergy, level, why)
     for allergy in facts.allergies:
+        level, why = severity_of(allergy)
         for substance in sorted(allergy.substances & frozenset(kb.hypersensitivity)):
-            indicator, why = _indicator(kb, substance, allergy)
-            hits.append((indicator, substance, allergy, why))
+            hits.append((kb.hypersensitivity[substance].indicator(level), substance, allergy, level, why))
     if not hits:
         return
     hits.sort(key=lambda h: -RANK[h[0]])
     worst = hits[0][0]
-    substances = [h[1] for h in hits]
-    top = substances[0]
-    shown = names(SUBSTANCE_TEXT.get(s, s) for s in substances)
-    if worst == "critical" and top == "ixabepilone" and "cremophor" not in substances:
-        summary = f"Prior hypersensitivity to ixabepilone: give only with corticosteroid + H1/H2 premedication"
+    top = hits[0][1]
+    worst_substances = [h[1] for h in hits if h[0] == worst]
+    shown = names(SUBSTANCE_TEXT.get(s, s) for s in worst_substances)
+    steroid = kb.premedication.corticosteroid
+    if worst == "critical" and worst_substances == ["ixabepilone"]:
+        summary = f"Severe prior reaction to ixabepilone ({hits[0][4]}): do not give (Cremophor EL contraindication)"
     elif worst == "critical":
-        summary = f"Allergy to {shown}: ixabepilone contraindicated (Cremophor EL diluent)"
+        summary = f"Severe reaction to {shown}: ixabepilone contraindicated (Cremophor EL)"
+    elif "ixabepilone" in worst_substances:
+        summary = f"Prior reaction to ixabepilone: give corticosteroid premedication ({steroid.drug} {dose_route(steroid)})"
     else:
         summary = f"Allergy to {shown}: possible Cremophor EL reaction; premedicate with a corticosteroid"
     lines = []
-    for indicator, substance, allergy, why in hits:
+    for indicator, substance, allergy, level, why in hits:
         entry = kb.hypersensitivity[substance]
-        parts = [f"**{escape_md(allergy.display)}**", f"criticality {escape_md(allergy.criticality or 'not recorded')}"]
+        parts = [f"**{escape_md(allergy.display)}**", f"criticality {escape_md(allergy.criticality or 'not recorded')}",
+                 f"reaction severity {escape_md(allergy.severity or 'not recorded')}"]
+        if allergy.reactions:
+            parts.append("reaction: " + ", ".join(escape_md(r) for r in allergy.reactions))
         if allergy.date:
             parts.append(day(allergy.date))
         if allergy.ref:
             parts.append(escape_md(allergy.ref))
         judged = " (this project's reading of the label)" if entry.judgment else ""
-        lines.append(f"- {', '.join(parts)} ({indicator}): {entry.note} {cite(entry.source, entry.section)}{judged}")
-        if why:
-            lines.append(f"  - Warning, not critical: {why}.")
-    steroid = kb.premedication.corticosteroid
+        lines.append(f"- {', '.join(parts)}: **{LEVEL_TEXT[level]}** ({why}) → {indicator}. "
+                     f"{entry.note} {cite(entry.source, entry.section)}{judged}")
+    ordered = _steroid_ordered(facts, kb)
     lines += [
         "",
-        "**Label:** IXEMPRA is contraindicated after a severe (grade 3/4) hypersensitivity reaction to agents "
-        "containing Cremophor EL or its derivatives (polyoxyethylated castor oil) [L §4]. A recorded allergy of "
-        "unknown severity is treated as severe.",
+        "**Label:** IXEMPRA is contraindicated in patients with a history of a severe (CTC grade 3/4) "
+        "hypersensitivity reaction to agents containing Cremophor EL or its derivatives such as polyoxyethylated "
+        "castor oil [L §4]. Severe here: criticality high, a reaction recorded as severe, or anaphylaxis. A Cremophor "
+        "allergy of unknown severity is treated as severe.",
         f"**Premedication:** H1 and H2 antagonists 1 hour before every infusion; after a prior reaction add a "
-        f"corticosteroid ({steroid.display}) {cite(steroid.source, steroid.section)}.",
+        f"corticosteroid ({steroid_text(steroid)}) {cite(steroid.source, steroid.section)}.",
     ]
+    if worst != "critical" and ordered:
+        lines.append(f"- Corticosteroid already ordered: {'; '.join(escape_md(o) for o in ordered)}.")
+    if worst == "critical":
+        lines += ["", "**What to do:** do not give ixabepilone; cancel the order."]
+    else:
+        lines += ["", "**What to do:** confirm what the reaction was, and give the corticosteroid premedication "
+                      "with the H1 and H2 antagonists."]
     yield make(
         kb,
         "hypersensitivity",
@@ -85,5 +131,5 @@ def hypersensitivity(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
         "\n".join(lines),
         source=kb.hypersensitivity[top].source,
         section=kb.hypersensitivity[top].section,
-        suggestions=delete_orders(facts) if worst == "critical" else (),
+        suggestions=delete_orders(facts) if worst == "critical" else _premedicate(facts, kb),
     )

@@ -15,12 +15,18 @@ from fhir_mappings.facts import PatientFacts
 from .common import RXNORM, SNOMED, UCUM, escape_md, make, num, rule
 from .interactions import GRAPEFRUIT, ST_JOHNS_WORT
 
-ORAL_ROUTE = {"system": SNOMED, "code": "26643006", "display": "Oral route"}
+# SNOMED CT route codes (FHIR R4 route-codes value set; fhir_mappings/data/codes.json "exposure") for the
+# knowledge file's route abbreviations.
+ROUTES = {
+    "PO": ({"system": SNOMED, "code": "26643006", "display": "Oral route"}, "oral"),
+    "IV": ({"system": SNOMED, "code": "47625008", "display": "Intravenous route"}, "intravenous"),
+}
 
 
 def premed_request(facts: PatientFacts, drug: PremedDrug) -> dict[str, Any]:
-    """A draft MedicationRequest for one premedication (R4)."""
-    assert drug.dose_mg is not None and drug.rxnorm
+    """A draft MedicationRequest for one premedication (R4): drug, dose, route and timing from the knowledge file."""
+    assert drug.dose_mg is not None and drug.rxnorm and drug.route in ROUTES
+    route, route_text = ROUTES[drug.route]
     return {
         "resourceType": "MedicationRequest",
         "status": "draft",
@@ -34,7 +40,7 @@ def premed_request(facts: PatientFacts, drug: PremedDrug) -> dict[str, Any]:
         "dosageInstruction": [
             {
                 "text": f"{num(drug.dose_mg)} mg {drug.route} once, {drug.timing or 'before the infusion'} of ixabepilone",
-                "route": {"coding": [ORAL_ROUTE], "text": "oral"},
+                "route": {"coding": [route], "text": route_text},
                 "doseAndRate": [
                     {"doseQuantity": {"value": drug.dose_mg, "unit": "mg", "system": UCUM, "code": "mg"}}
                 ],
@@ -43,12 +49,23 @@ def premed_request(facts: PatientFacts, drug: PremedDrug) -> dict[str, Any]:
     }
 
 
+def dose_route(drug: PremedDrug) -> str:
+    """"20 mg IV"."""
+    return f"{num(drug.dose_mg or 0)} mg {drug.route}"
+
+
+def steroid_text(drug: PremedDrug) -> str:
+    """"dexamethasone 20 mg IV, 30 minutes before the infusion, or orally 60 minutes before" [L §2.3]."""
+    return f"{drug.drug} {dose_route(drug)}, {drug.timing or 'before the infusion'}, or orally 60 minutes before"
+
+
 @rule("premedication-missing")
 def premedication_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
     premed = kb.premedication
     if not (facts.known("medicationRequests") and facts.known("medicationStatements")):
         return  # the medication list could not be read: a premedication may be on it (check-unavailable says so)
-    uses = [*facts.draft_orders, *facts.medications]
+    # A cream or eye drop of an antihistamine is not premedication (issue 12 item 3: local forms).
+    uses = [u for u in (*facts.draft_orders, *facts.medications) if u.exposure != "local"]
     have_h1 = [u for u in uses if u.drugs & premed.h1]
     have_h2 = [u for u in uses if u.drugs & premed.h2]
     missing = []
@@ -86,7 +103,7 @@ def premedication_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Findin
         f"- H2 suggestion {h2.display} (a project setting): ranitidine left the US market in 2020 and famotidine "
         "is today's usual equivalent.",
         "- Cimetidine is not suggested: it inhibits CYP3A4 and may raise ixabepilone levels [F].",
-        f"- After a prior hypersensitivity reaction also give a corticosteroid ({premed.corticosteroid.display}) [L §2.3].",
+        f"- After a prior hypersensitivity reaction also give a corticosteroid ({steroid_text(premed.corticosteroid)}) [L §2.3].",
         "",
         f"- {GRAPEFRUIT}",
         f"- {ST_JOHNS_WORT}",

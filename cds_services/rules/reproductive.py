@@ -30,9 +30,11 @@ def pregnancy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
         return
     female = kb.thresholds["contraception-female"]  # [L §8.3] 7 months
     male = kb.thresholds["contraception-male"]  # [L §8.3] 4 months
-    first = facts.pregnancy[0]
-    when = f" ({first.date:%Y-%m-%d})" if first.date else ""
-    summary = f"Pregnancy recorded{when}: ixabepilone contraindicated (embryo-fetal toxicity)"
+    # The summary names the evidence used and its date: the newest dated record, else the first.
+    dated = [e for e in facts.pregnancy if e.date is not None]
+    first = max(dated, key=lambda e: e.date) if dated else facts.pregnancy[0]  # type: ignore[arg-type, return-value]
+    when = f" {first.date:%Y-%m-%d}" if first.date else " (date unknown)"
+    summary = f"Pregnancy: {first.label}{when}: ixabepilone contraindicated (embryo-fetal toxicity)"  # summary: plain text
     lines = evidence_lines(facts.pregnancy) + [
         "",
         "**Sources:** IXEMPRA can cause fetal harm [L §5; §8.1]; the patient-facing guidance lists pregnancy "
@@ -41,8 +43,13 @@ def pregnancy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
         f"{num(female.value)} months after the last dose; males with female partners: for {num(male.value)} months "
         f"after the last dose {female.cite()}. IXEMPRA may impair fertility.",
         "",
+        "Counted: an active pregnancy Condition (not resolved or abated), a pregnancy-status answer 'pregnant', or a "
+        "positive hCG test from the last 10 months; each is cleared by a newer negative test, a newer 'not pregnant' "
+        "answer or a recorded delivery or end of pregnancy [ixabepilone.md, Lab freshness].",
+        "",
         f"**What to do:** confirm pregnancy status (a negative test within "
-        f"{num(kb.freshness['pregnancy-test'].value)} days clears this card); do not give ixabepilone during pregnancy.",
+        f"{num(kb.freshness['pregnancy-test'].value)} days, newer than this evidence, clears this card); do not give "
+        "ixabepilone during pregnancy.",
     ]
     yield make(kb, "pregnancy", "critical", summary, "\n".join(lines), suggestions=delete_orders(facts))
 

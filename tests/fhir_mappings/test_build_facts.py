@@ -25,7 +25,9 @@ def test_ixabepilone_drafts_become_orders_with_dose_and_json():
     assert first.dose.mg_per_m2 == 40 and first.matched_by == "rxnorm"
     assert first.resource["resourceType"] == "MedicationRequest" and first.resource["id"] == "draft-ixa-1"
     assert first.resource["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 40
-    assert facts.orders[1].dose.mg == 66 and facts.orders[2].dose.problem
+    assert facts.orders[1].dose.mg == 66
+    # a dose range is checked at its upper bound (issue 12 item 5)
+    assert facts.orders[2].dose.mg_per_m2 == 40 and facts.orders[2].dose.kind == "range, upper bound"
 
 
 def test_draft_without_medication_or_of_another_type_is_skipped():
@@ -51,6 +53,7 @@ def test_current_medications_from_requests_and_statements():
     assert found == {
         "MedicationRequest/mr-keto": ({"ketoconazole"}, "request"),
         "MedicationRequest/hold": ({"carbamazepine"}, "request"),
+        "MedicationRequest/plan": ({"rifampin"}, "request"),  # an active plan is exposure (issue 12 item 4)
         "MedicationStatement/ms1": ({"erythromycin"}, "statement"),
     }
 

@@ -137,7 +137,7 @@ def test_read_dose_units(quantity, mg, mg_per_m2):
 @pytest.mark.parametrize(("dose_and_rate", "problem"), [
     ([{"doseQuantity": {"value": 40, "unit": "mg/kg", "code": "mg/kg"}}], "unknown dose unit 'mg/kg'"),
     ([{"doseQuantity": {"unit": "mg", "code": "mg"}}], "the order has no dose quantity"),
-    ([{"doseRange": {"low": {"value": 30, "code": "mg/m2"}, "high": {"value": 40, "code": "mg/m2"}}}], "range"),
+    ([{"doseRange": {"low": {"value": 30, "code": "mg/m2"}}}], "no upper bound"),
     ([], "no dose quantity"),
 ])
 def test_read_dose_problems(dose_and_rate, problem):
@@ -147,7 +147,8 @@ def test_read_dose_problems(dose_and_rate, problem):
 
 def test_fixture_doses():
     assert read_dose(fixture("medicationrequest-ixempra-rxnorm.json")).mg_per_m2 == 40
-    assert "range" in read_dose(fixture("medicationrequest-name-only.json")).problem
+    ranged = read_dose(fixture("medicationrequest-name-only.json"))  # 30 to 40 mg/m2: its top is checked
+    assert ranged.mg_per_m2 == 40 and ranged.problem is None
     no_dosage = model(medication_request(rxnorm("1726276"), status="draft"))
     assert read_dose(no_dosage).problem
 
@@ -190,3 +191,72 @@ def test_raw_prefilter_keeps_every_code_of_drugs_json():
 @pytest.mark.parametrize("value", ["a string", {"coding": "not a list"}, {"coding": ["not an object"]}])
 def test_raw_prefilter_keeps_malformed_concepts_so_the_parser_reports_them(value):
     assert may_name_known_drug(value)
+
+
+# -- issue 12: every dose, route and form, course end ---------------------------------------------------
+
+from fhir_mappings.drugs import course_end, exposure_of, read_doses  # noqa: E402
+
+UCUM_SYSTEM = "http://unitsofmeasure.org"
+DOSE_RATE = "http://terminology.hl7.org/CodeSystem/dose-rate-type"
+
+
+def doses_of(*instructions):
+    return read_doses(model(medication_request(rxnorm("1726276"), status="draft", dosageInstruction=list(instructions))))
+
+
+def test_every_dose_line_is_read_with_its_type():
+    doses = doses_of({"doseAndRate": [
+        {"type": {"coding": [{"system": DOSE_RATE, "code": "ordered"}]}, "doseQuantity": {"value": 40, "unit": "mg/m²"}},
+        {"type": {"coding": [{"system": DOSE_RATE, "code": "calculated"}]},
+         "doseQuantity": {"value": 120, "unit": "mg", "system": UCUM_SYSTEM, "code": "mg"}},
+    ]}, {"doseAndRate": [{"doseRange": {"low": {"value": 30, "code": "mg/m2"}, "high": {"value": 35, "code": "mg/m2"}}}]})
+    assert [(d.kind, d.mg, d.mg_per_m2) for d in doses] == [
+        ("ordered", None, 40), ("calculated", 120, None), ("range, upper bound", None, 35)]
+
+
+@pytest.mark.parametrize("unit", ["mg/m2", "mg/m²", "mg/m^2", "MG/M2", "mg/(m2)", "mg / m2"])
+def test_mg_per_m2_spellings(unit):
+    (dose,) = doses_of({"doseAndRate": [{"doseQuantity": {"value": 40, "unit": unit}}]})
+    assert dose.mg_per_m2 == 40 and dose.problem is None
+
+
+def test_sandbox_prefill_is_unreadable_not_guessed():
+    (dose,) = doses_of({"doseAndRate": [{"doseQuantity": {"value": 1, "unit": "{pill}", "code": "{pill}"}}]})
+    assert dose.mg is None and dose.mg_per_m2 is None and dose.problem == "unknown dose unit '{pill}'"
+
+
+def route(code, display):
+    return {"coding": [{"system": "http://snomed.info/sct", "code": code, "display": display}]}
+
+
+@pytest.mark.parametrize(("text", "dosage", "expected"), [
+    ("ketoconazole 20 MG/ML Medicated Shampoo", None, "local"),
+    ("dexamethasone 1 MG/ML Ophthalmic Suspension", None, "local"),
+    ("miconazole 20 MG/ML Vaginal Cream", None, "local"),
+    ("ketoconazole 200 MG Oral Tablet", None, "systemic"),
+    ("miconazole 50 MG Buccal Tablet", None, "systemic"),
+    ("ketoconazole", {"route": route("6064005", "Topical route")}, "local"),
+    ("ketoconazole", {"route": route("26643006", "Oral route")}, "systemic"),
+    ("ketoconazole", {"route": {"text": "PO"}}, "systemic"),
+    ("ketoconazole 2% cream", {"route": route("26643006", "Oral route")}, "systemic"),  # conflicting: conservative
+    ("miconazole rectal suppository", {"route": route("37161004", "Rectal route")}, None),  # rectal: form decides
+    ("ketoconazole", None, None),
+])
+def test_exposure_from_route_and_dose_form(text, dosage, expected):
+    concept = {"coding": [{"system": RXNORM, "code": "6135", "display": "ketoconazole"}], "text": text}
+    order = model(medication_request(concept, dosageInstruction=[dosage] if dosage else None))
+    exposure, basis = exposure_of(order)
+    assert exposure == expected
+    assert (basis is None) is (expected is None)
+
+
+def test_course_end_from_bounds_duration_and_supply():
+    bounded = model(medication_request(rxnorm("21212"), authoredOn="2026-11-01", dosageInstruction=[
+        {"timing": {"repeat": {"boundsDuration": {"value": 10, "unit": "days", "code": "d"}}}}]))
+    assert course_end(bounded)[0].isoformat().startswith("2026-11-11")
+    supplied = model(medication_request(rxnorm("21212"), authoredOn="2026-07-01", dispenseRequest={
+        "expectedSupplyDuration": {"value": 2, "unit": "wk", "code": "wk"}}))
+    end, basis = course_end(supplied)
+    assert end.isoformat().startswith("2026-07-15") and basis == "14-day supply from 2026-07-01"
+    assert course_end(model(medication_request(rxnorm("21212")))) == (None, None)

@@ -30,7 +30,7 @@ def kinds(*conditions):
 
 @pytest.mark.parametrize(("system", "code", "kind"), [
     (SNOMED, "77386006", "pregnancy"), (ICD10, "Z33.1", "pregnancy"), (ICD10, "O09.523", "pregnancy"), (ICD10, "O9A.111", "pregnancy"),
-    (SNOMED, "169750002", "breastfeeding"), (ICD10, "Z39.1", "breastfeeding"),
+    (SNOMED, "169750002", "breastfeeding"),
     (SNOMED, "19943007", "liver_disease"), (ICD10, "K70.30", "liver_disease"), (ICD10, "K77", "liver_disease"),
     (SNOMED, "27503000", "gilbert_syndrome"), (ICD10, "E80.4", "gilbert_syndrome"),
     (SNOMED, "44054006", "diabetes"), (ICD10, "E11.9", "diabetes"), (ICD10, "E08.00", "diabetes"), (ICD10, "E13.9", "diabetes"),
@@ -40,7 +40,7 @@ def test_condition_codes_by_kind(system, code, kind):
     assert kinds(condition(system, code)) == {kind}
 
 
-@pytest.mark.parametrize("code", ["K69.9", "K78", "E07.9", "E14", "G59", "G65.0", "Z33.2", "O90.89", "I10"])
+@pytest.mark.parametrize("code", ["K69.9", "K78", "E07.9", "E14", "G59", "G65.0", "Z33.0", "Z38.00", "I10"])
 def test_codes_just_outside_the_ranges_match_nothing(code):
     assert kinds(condition(ICD10, code)) == set()
 
@@ -97,11 +97,12 @@ def test_negative_hcg_newer_clears_older_pregnant_status():
 
 
 @pytest.mark.parametrize(("when", "counted"), [
-    ("2026-11-18T15:00:00Z", True),   # exactly 7 days before NOW
-    ("2026-11-18T14:59:00Z", False),  # just over 7 days [ixabepilone.md, Lab freshness]
+    ("2026-11-05T15:00:00Z", True),   # 20 days ago, nothing newer: still evidence (issue 12 item 1)
+    ("2026-01-25T15:00:00Z", True),   # exactly 304 days before NOW
+    ("2026-01-25T14:59:00Z", False),  # just over 304 days: about 10 months [ixabepilone.md, Lab freshness]
     ("2026-11-24T08:00:00Z", True),
 ])
-def test_positive_hcg_counts_within_seven_days(when, counted):
+def test_positive_hcg_stays_evidence_for_about_ten_months(when, counted):
     assert bool(pregnancy([], [hcg(when, answer="10828004")])) is counted
 
 
@@ -227,3 +228,44 @@ def test_live_vaccine_order_through_a_contained_medication():
                            "code": {"coding": [{"system": CVX, "code": "21"}], "text": "varicella virus vaccine"}}]
     order["medicationReference"] = {"reference": "#vax"}
     assert [e.code for e in build([order]).ordered_live_vaccines] == ["21"]
+
+
+# -- issue 12: pregnancy as coded in practice, allergy severity -----------------------------------------
+
+from fhir_mappings.status import PREGNANCY_ENDED  # noqa: E402
+
+
+@pytest.mark.parametrize(("system", "code"), [
+    (SNOMED, "72892002"), (SNOMED, "169560008"), (ICD10, "Z34.90"), (ICD10, "Z3A.20"), (ICD10, "Z33.3"),
+    (ICD10, "O00.101"), (ICD10, "O26.641"), (ICD10, "O35.0XX0"), (ICD10, "O60.02"), (ICD10, "O99.891"),
+])
+def test_pregnancy_codes_of_the_ecqm_value_set_and_issue_12(system, code):
+    assert kinds(condition(system, code)) == {"pregnancy"}
+
+
+@pytest.mark.parametrize("code", ["O9A.13", "O9A.12", "O99.03", "O24.435", "O60.14X0", "O80", "Z37.0", "Z39.2",
+                                  "O03.9", "Z33.2", "O90.89"])
+def test_childbirth_puerperium_and_abortion_codes_end_a_pregnancy_and_are_not_one(code):
+    assert kinds(condition(ICD10, code)) == {PREGNANCY_ENDED}
+
+
+@pytest.mark.parametrize("code", ["O91.03", "O92.13", "Z39.1"])
+def test_lactation_codes_mean_breastfeeding(code):
+    assert kinds(condition(ICD10, code)) == {"breastfeeding", PREGNANCY_ENDED}
+
+
+def test_abated_pregnancy_is_not_current_and_ends_at_its_abatement():
+    data = {"resourceType": "Condition", "id": "p", "subject": {"reference": f"Patient/{PATIENT}"},
+            "clinicalStatus": {"coding": [{"code": "active"}]},
+            "code": {"coding": [{"system": SNOMED, "code": "72892002", "display": "Normal pregnancy"}]},
+            "onsetDateTime": "2026-02-01", "abatementDateTime": "2026-10-30"}
+    found = condition_evidence([model(data)], NOW)
+    assert found["pregnancy"] == [] and [e.date.isoformat()[:10] for e in found[PREGNANCY_ENDED]] == ["2026-10-30"]
+
+
+def test_allergy_reaction_severity_and_anaphylaxis_are_read():
+    data = {**raw("allergy-cremophor.json"), "criticality": "low", "reaction": [
+        {"severity": "moderate", "manifestation": [{"text": "Urticaria"}]},
+        {"severity": "severe", "manifestation": [{"coding": [{"system": SNOMED, "code": "39579001", "display": "Anaphylaxis"}]}]}]}
+    (found,) = allergies([model(data)])
+    assert (found.severity, found.anaphylaxis, found.reactions) == ("severe", True, ("Urticaria", "Anaphylaxis"))

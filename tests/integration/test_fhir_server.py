@@ -4,7 +4,8 @@ The service fills missing prefetch by running these searches on the EHR's
 server. A mocked server only echoes what we wrote; this proves the query forms
 (comma OR lists, ``system|code`` tokens, ``_sort=-date``, ``_count``,
 ``clinical-status``, ``status``) select the right resources: the current ones,
-and not the stopped, completed, resolved or unrelated ones beside them.
+and not the resolved or unrelated ones beside them (stopped and completed
+medications are asked for on purpose since issue 12).
 """
 from __future__ import annotations
 
@@ -41,8 +42,9 @@ REPRODUCTIVE_CODES = _codes(
 # The queries of the brief for issue 5, as the service sends them.
 QUERIES = {
     "patient": f"Patient/{PID}",
-    "medicationRequests": f"MedicationRequest?patient={PID}&status=active,on-hold",
-    "medicationStatements": f"MedicationStatement?patient={PID}&status=active,intended",
+    # completed and stopped too since issue 12: recent stops and a recent ixabepilone cycle matter
+    "medicationRequests": f"MedicationRequest?patient={PID}&status=active,on-hold,completed,stopped",
+    "medicationStatements": f"MedicationStatement?patient={PID}&status=active,intended,completed,stopped",
     "labs": f"Observation?patient={PID}&code={LAB_CODES}&_sort=-date&_count=100",
     "vitals": f"Observation?patient={PID}&code={VITAL_CODES}&_sort=-date&_count=50",
     "reproductive": f"Observation?patient={PID}&code={REPRODUCTIVE_CODES}&_sort=-date&_count=20",
@@ -53,12 +55,12 @@ QUERIES = {
 }
 
 # What each query must return for ixa-clean (ids without the "ixa-clean-" prefix).
-# Left out on purpose: a stopped ketoconazole order, a completed rifampin
-# statement, a resolved pregnancy, a glucose result, the labs in the vitals
-# query and the reverse.
+# Left out on purpose: a resolved pregnancy, a glucose result, the labs in the
+# vitals query and the reverse. The stopped ketoconazole order and the completed
+# rifampin statement are returned (the rules date them: issue 12).
 CLEAN_EXPECTED = {
-    "medicationRequests": {"h1", "h2"},
-    "medicationStatements": {"acetaminophen"},
+    "medicationRequests": {"h1", "h2", "old-ketoconazole"},
+    "medicationStatements": {"acetaminophen", "old-rifampin"},
     "labs": {"anc", "wbc", "plt", "ast", "alt", "bili"},
     "vitals": {"height", "weight", "temp"},
     "reproductive": {"hcg"},
@@ -183,6 +185,7 @@ def test_count_limits_the_page_and_offers_next(fhir_server, fhir_patients, sessi
         ("ixa-radiotherapy-30d", "procedures", {"radiotherapy"}),
         ("ixa-live-vaccine", "immunizations", {"mmr"}),
         ("ixa-several-findings", "medicationRequests", {"ketoconazole"}),
+        ("ixa-stopped-ketoconazole", "medicationRequests", {"h1", "h2", "ketoconazole"}),  # completed: returned
     ],
 )
 def test_story_resources_are_found(fhir_server, fhir_patients, session, patient_id, key, expected):

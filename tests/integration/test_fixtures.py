@@ -96,6 +96,9 @@ def test_bundle_is_a_valid_r4_transaction_for_one_patient(tools, patient_id):
 
 # Drafts shaped as real clients send them, not valid R4 on purpose (README "Reading real-world FHIR").
 CLIENT_SHAPED = {"ixa-sandbox-order"}
+# Patients already on ixabepilone whose draft is another drug (issue 12 item 6): the record holds the regimen.
+ALREADY_ON_IXABEPILONE = {"ixa-on-regimen-clarithromycin"}
+IXEMPRA_15 = {"system": RXNORM, "code": "1726276", "display": "ixabepilone 15 MG Injection"}
 
 
 @pytest.mark.parametrize("patient_id", bundle_ids())
@@ -108,9 +111,13 @@ def test_draft_order_is_an_ixabepilone_draft_for_the_patient(tools, patient_id):
     get_fhir_model_class("MedicationRequest").model_validate(order)
     assert (order["status"], order["intent"]) == ("draft", "order")
     assert order["subject"] == {"reference": f"Patient/{patient_id}"}
-    assert {"system": RXNORM, "code": "1726276", "display": "ixabepilone 15 MG Injection"} in order[
-        "medicationCodeableConcept"
-    ]["coding"]
+    if patient_id in ALREADY_ON_IXABEPILONE:
+        bundle = tools.read_bundle(PATIENTS / f"{patient_id}.json", NOW)
+        regimen = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "MedicationRequest"
+                   and IXEMPRA_15 in e["resource"]["medicationCodeableConcept"]["coding"]]
+        assert [r["status"] for r in regimen] == ["active"] and IXEMPRA_15 not in order["medicationCodeableConcept"]["coding"]
+    else:
+        assert IXEMPRA_15 in order["medicationCodeableConcept"]["coding"]
     dose = order["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]
     assert dose["system"] == "http://unitsofmeasure.org" and dose["code"] in ("mg/m2", "mg")
     assert order["authoredOn"] == "2026-11-25T15:00:00Z"
@@ -124,6 +131,10 @@ def test_expected_lists_every_bundle_and_only_known_rules(expected):
         assert set(entry["rules"]) <= rules, patient_id
         assert len(entry["rules"]) == len(set(entry["rules"])), patient_id
         assert entry["story"] and entry["basis"], patient_id
+        # each expected card names the label section (or [S], [F]) that makes it right
+        assert sorted(entry.get("why", {})) == sorted(entry["rules"]), patient_id
+        for rule, why in entry.get("why", {}).items():
+            assert re.search(r"L §\d|L Boxed warning|\[S\]|\[F\]", why), (patient_id, rule)
 
 
 def test_readme_table_matches_expected(expected):

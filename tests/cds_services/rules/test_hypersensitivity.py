@@ -1,58 +1,108 @@
+"""Hypersensitivity by severity [L §4; §2.3] (issue 12 item 2).
+
+Label §4: contraindicated after "a severe (CTC grade 3/4) hypersensitivity
+reaction to agents containing Cremophor EL or its derivatives". Label §2.3:
+after a reaction to IXEMPRA, premedicate with a corticosteroid (dexamethasone
+20 mg IV 30 minutes before). Severe: criticality high, reaction severity
+severe, or anaphylaxis (ixabepilone.md, Contraindications).
+"""
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
 from cds_services.rules.hypersensitivity import hypersensitivity
-from tests.cds_services.rules.conftest import allergy, make_facts, only
+from tests.cds_services.rules.conftest import add_drafts, allergy, drug, make_facts, only
 
 
-@pytest.mark.parametrize(
-    "substance, indicator",
-    [
-        ("cremophor", "critical"),
-        ("ixabepilone", "critical"),
-        ("paclitaxel", "warning"),
-        ("cyclosporine", "warning"),
-        ("teniposide", "warning"),
-        ("castor-oil", "warning"),
-    ],
-)
-def test_indicator_per_substance(kb, substance, indicator):
-    facts = make_facts(allergies=(allergy(substance),))
-    finding = only(list(hypersensitivity(facts, kb)), "hypersensitivity")
-    assert finding.indicator == indicator
-    has_delete = any(a.type == "delete" for s in finding.suggestions for a in s.actions)
-    assert has_delete is (indicator == "critical")
+def card(kb, substance, **fields):
+    found = allergy(substance, criticality=fields.pop("criticality", None))
+    found = dataclasses.replace(found, **fields)
+    return only(list(hypersensitivity(make_facts(allergies=(found,)), kb)), "hypersensitivity")
 
 
-def test_unknown_severity_cremophor_is_treated_as_severe(kb):
-    facts = make_facts(allergies=(allergy("cremophor", criticality=None),))
-    assert only(list(hypersensitivity(facts, kb)), "hypersensitivity").indicator == "critical"
+def actions(finding):
+    return [a for s in finding.suggestions for a in s.actions]
 
 
-def test_low_criticality_cremophor_is_a_warning_and_says_why(kb):
-    facts = make_facts(allergies=(allergy("cremophor", criticality="low"),))
-    finding = only(list(hypersensitivity(facts, kb)), "hypersensitivity")
+@pytest.mark.parametrize("substance", ["paclitaxel", "cyclosporine", "teniposide", "cremophor", "ixabepilone"])
+@pytest.mark.parametrize("severe", [{"criticality": "high"}, {"severity": "severe"}, {"anaphylaxis": True}])
+def test_severe_reaction_to_a_cremophor_agent_is_critical_and_cancels(kb, substance, severe):
+    finding = card(kb, substance, **severe)
+    assert finding.indicator == "critical"
+    assert [a.type for a in actions(finding)] == ["delete"]
+    assert "contraindicated" in finding.summary or "do not give" in finding.summary
+
+
+@pytest.mark.parametrize("substance", ["paclitaxel", "cyclosporine", "teniposide"])
+@pytest.mark.parametrize("mild", [{"criticality": "low"}, {"severity": "mild"}, {"severity": "moderate"}, {}])
+def test_mild_or_unknown_reaction_to_a_cremophor_drug_is_a_warning_that_premedicates(kb, substance, mild):
+    finding = card(kb, substance, **mild)
     assert finding.indicator == "warning"
-    assert "grade 3/4" in finding.detail
+    (action,) = actions(finding)
+    assert action.type == "create"
+    assert "premedicate with a corticosteroid" in finding.summary
 
 
-def test_ixabepilone_allergy_names_corticosteroid_premedication(kb):
-    finding = only(list(hypersensitivity(make_facts(allergies=(allergy("ixabepilone"),)), kb)), "hypersensitivity")
-    assert "corticosteroid" in finding.summary
-    assert "§2.3" in finding.section
+def test_cremophor_of_unknown_severity_is_treated_as_severe_but_low_criticality_is_a_warning(kb):
+    assert card(kb, "cremophor").indicator == "critical"  # ixabepilone.md: unknown severity treated as severe
+    low = card(kb, "cremophor", criticality="low")
+    assert low.indicator == "warning" and "not severe" in low.detail
 
 
-def test_castor_oil_is_marked_as_the_projects_reading(kb):
-    finding = only(list(hypersensitivity(make_facts(allergies=(allergy("castor-oil"),)), kb)), "hypersensitivity")
-    assert "this project's reading" in finding.detail
+@pytest.mark.parametrize("fields", [{"criticality": "low"}, {"severity": "mild"}, {}])
+def test_prior_ixabepilone_reaction_not_severe_creates_dexamethasone_20_mg_iv(kb, fields):
+    finding = card(kb, "ixabepilone", **fields)
+    assert finding.indicator == "warning"
+    assert "corticosteroid premedication (dexamethasone 20 mg IV)" in finding.summary
+    (action,) = actions(finding)
+    order = action.resource
+    assert action.type == "create" and order["status"] == "draft" and order["intent"] == "order"
+    # [L §2.3] dexamethasone 20 mg IV 30 minutes before; RxNorm 1116927 dexamethasone phosphate 4 MG/ML Injectable Solution
+    assert order["medicationCodeableConcept"]["coding"][0]["code"] == "1116927"
+    dosage = order["dosageInstruction"][0]
+    assert dosage["doseAndRate"][0]["doseQuantity"]["value"] == 20
+    assert dosage["doseAndRate"][0]["doseQuantity"]["code"] == "mg"
+    assert dosage["route"]["coding"][0]["code"] == "47625008"  # SNOMED Intravenous route
+    assert "30 minutes before" in dosage["text"]
+
+
+def test_no_card_recommends_the_opposite_of_its_summary(kb):
+    for substance in ("paclitaxel", "ixabepilone", "cremophor", "castor-oil"):
+        for fields in ({"criticality": "high"}, {"criticality": "low"}):
+            finding = card(kb, substance, **fields)
+            kinds = {a.type for a in actions(finding)}
+            if finding.indicator == "critical":
+                assert kinds == {"delete"} and "premedicat" not in finding.summary
+            else:
+                assert kinds == {"create"} and "contraindicated" not in finding.summary
+
+
+def test_corticosteroid_already_ordered_is_not_suggested_again(kb):
+    facts = make_facts(allergies=(allergy("ixabepilone", criticality="low"),))
+    facts = add_drafts(facts, drug("dexamethasone", origin="draft", display="dexamethasone 20 mg IV"))
+    finding = only(list(hypersensitivity(facts, kb)), "hypersensitivity")
+    assert finding.indicator == "warning" and finding.suggestions == ()
+    assert "Corticosteroid already ordered: dexamethasone 20 mg IV" in finding.detail
+
+
+def test_castor_oil_stays_a_warning_marked_as_the_projects_reading(kb):
+    finding = card(kb, "castor-oil", criticality="high")
+    assert finding.indicator == "warning" and "this project's reading" in finding.detail
 
 
 def test_several_allergies_make_one_card_with_the_worst_indicator(kb):
-    facts = make_facts(allergies=(allergy("paclitaxel"), allergy("cremophor")))
+    facts = make_facts(allergies=(allergy("paclitaxel", criticality="low"), allergy("cremophor")))
     findings = list(hypersensitivity(facts, kb))
     assert len(findings) == 1 and findings[0].indicator == "critical"
     assert "paclitaxel" in findings[0].detail and "Cremophor" in findings[0].summary
+
+
+def test_detail_says_what_made_it_severe(kb):
+    finding = card(kb, "paclitaxel", criticality="low", anaphylaxis=True, reactions=("Anaphylaxis",))
+    assert finding.indicator == "critical"
+    assert "**severe** (anaphylaxis)" in finding.detail and "reaction: Anaphylaxis" in finding.detail
 
 
 def test_unrelated_allergy_is_silent(kb):
