@@ -21,6 +21,7 @@ from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Mapping
 
 import requests
+import urllib3.exceptions
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,15 @@ class FhirClient:
         while True:
             if deadline is not None and time.monotonic() >= deadline:
                 raise FhirDeadline(query, "FHIR server did not send its answer within the call's deadline")
-            chunk = raw.read1(65536, decode_content=True)
+            try:
+                chunk = raw.read1(65536, decode_content=True)
+            except urllib3.exceptions.ReadTimeoutError:
+                # read1 is urllib3's own: requests' iter_content used to turn its errors into requests'.
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise FhirDeadline(query, "FHIR server did not send its answer within the call's deadline") from None
+                raise FhirUnavailable(query, "FHIR server did not answer in time") from None
+            except (urllib3.exceptions.HTTPError, OSError) as error:
+                raise FhirUnavailable(query, f"the FHIR server's answer broke off ({type(error).__name__})") from None
             if not chunk:
                 break
             size += len(chunk)
@@ -203,6 +212,9 @@ class FhirClient:
                     continue
                 except FhirError as failure:
                     error = failure
+                except Exception as failure:  # a FHIR read must never turn a hook call into a 500
+                    log.exception("FHIR query for prefetch key %s failed unexpectedly", key)
+                    error = FhirUnavailable(queries[key], f"the read failed ({type(failure).__name__})")
             log.warning("FHIR query for prefetch key %s failed: %s", key, error.reason)
             results[key] = error
         return results

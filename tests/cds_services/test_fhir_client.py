@@ -64,3 +64,60 @@ def test_cookies_from_a_fhir_server_are_never_sent_back():
         client.close()
     assert "Cookie" not in responses.calls[1].request.headers
     assert len(client.session.cookies) == 0
+
+
+class _StallingServer:
+    """Sends its status line and headers at once, then part of the body, then nothing."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.release = threading.Event()
+        stall = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/fhir+json")
+                self.send_header("Content-Length", "100")
+                self.end_headers()
+                self.wfile.write(b'{"resourceType": ')
+                self.wfile.flush()
+                stall.release.wait(5)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/fhir"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("deadline_in", [None, 0.3])
+def test_a_body_that_stops_arriving_is_a_fhir_error_never_an_exception(deadline_in):
+    """Found under load in CI: a read timeout in the middle of the body escaped as urllib3's own
+    exception (the body is read with read1, which requests does not wrap) and made a 500."""
+    import time
+
+    from cds_services.fhir_client import FhirError
+
+    server = _StallingServer()
+    client = FhirClient(FhirClientSettings(connect_timeout=1, read_timeout=0.2, max_workers=2, max_response_bytes=1024))
+    try:
+        deadline = None if deadline_in is None else time.monotonic() + deadline_in
+        (result,) = client.read_many(server.base, {"labs": "Observation?patient=p1"}, None, deadline).values()
+        assert isinstance(result, FhirError)
+        assert result.reason in ("FHIR server did not answer in time",
+                                 "FHIR server did not send its answer within the call's deadline",
+                                 "FHIR server did not answer within the call's deadline")
+    finally:
+        client.close()
+        server.close()

@@ -62,6 +62,7 @@ def service(fhir_tools: Any, dripping: DrippingServer, tmp_path_factory: pytest.
             except OSError:
                 assert time.monotonic() < ready, "gunicorn did not answer /healthz within 60 s"
                 time.sleep(0.1)
+        service_log = workdir / "service.log"
         yield base
     finally:
         process.terminate()
