@@ -94,8 +94,8 @@ def _next_link(value: Any) -> str | None:
 def _matches(bundle: Mapping[str, Any]) -> int:
     """Entries that matched the search (``search.mode`` "include" and "outcome" entries are not counted in ``total``)."""
     entries = bundle.get("entry") if isinstance(bundle.get("entry"), list) else []
-    return sum(1 for e in entries if isinstance(e, Mapping) and not (
-        isinstance(e.get("search"), Mapping) and e["search"].get("mode") in ("include", "outcome")))
+    return sum(1 for e in entries if isinstance(e, dict) and not (
+        isinstance(e.get("search"), dict) and e["search"].get("mode") in ("include", "outcome")))
 
 
 def _cut_short(key: str, value: Any) -> str | None:
@@ -279,7 +279,7 @@ def _fetched_resources(value: Any) -> list[Any] | None:
 
 def _medication_id(reference: Any) -> str | None:
     """"Medication/abc" (also absolute or versioned) -> "abc"; contained and other references -> None."""
-    if not isinstance(reference, Mapping) or not isinstance(reference.get("reference"), str):
+    if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
         return None
     parts = reference["reference"].split("/_history/")[0].rstrip("/").split("/")
     if len(parts) >= 2 and parts[-2] == "Medication" and parts[-1]:
@@ -289,10 +289,10 @@ def _medication_id(reference: Any) -> str | None:
 
 def _unresolved_medications(resources: list[Any]) -> list[str]:
     """Ids of Medications that orders and statements reference but that are neither contained nor sent."""
-    present = {r.get("id") for r in resources if isinstance(r, Mapping) and r.get("resourceType") == "Medication"}
+    present = {r.get("id") for r in resources if isinstance(r, dict) and r.get("resourceType") == "Medication"}
     wanted: list[str] = []
     for resource in resources:
-        if not isinstance(resource, Mapping) or resource.get("resourceType") not in (
+        if not isinstance(resource, dict) or resource.get("resourceType") not in (
                 "MedicationRequest", "MedicationStatement"):
             continue
         rid = _medication_id(resource.get("medicationReference"))

@@ -25,7 +25,7 @@ from fhir.resources.R4B.resource import Resource
 
 from .codes import (
     ANALYTE_BY_LOINC, CONDITION_SNOMED, CVX, ICD10CM, LIVE_VACCINE_CVX, LOINC, OBSERVATION_LOINC,
-    RADIOTHERAPY_SNOMED, SNOMED, canonical_system, cvx_key, icd10_kinds,
+    RADIOTHERAPY_SNOMED, SNOMED, SYSTEM_ALIASES, cvx_key, icd10_kinds,
 )
 from .dates import parse_fhir_datetime
 from .drugs import may_name_known_drug
@@ -72,14 +72,14 @@ def resources_from_bundle(bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     A Bundle without ``type`` (the CDS Hooks sandbox sends its draft orders so) is read all the same.
     """
-    if not isinstance(bundle, Mapping):
+    if not isinstance(bundle, dict):
         return []
     entries = bundle.get("entry")
-    if isinstance(entries, Mapping):
+    if isinstance(entries, dict):
         entries = [entries]  # one entry sent as an object
     if not isinstance(entries, list):
         return []
-    return [e["resource"] for e in entries if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)]
+    return [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
 
 
 def _label(raw: Mapping[str, Any]) -> str:
@@ -100,7 +100,7 @@ def parse_resource(raw: Any) -> tuple[Resource | None, str | None]:
 
     A valid resource type that no check reads gives (None, None): it is passed over.
     """
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, dict):
         return None, f"an entry is not a FHIR resource (a JSON {type(raw).__name__}, not an object)"
     label = _label(raw)
     rtype = raw.get("resourceType")
@@ -127,7 +127,7 @@ def element_problems(resource: Resource, label: str, *, draft: bool = False) -> 
 def _reference(raw: Mapping[str, Any]) -> str | None:
     for key in ("subject", "patient"):
         value = raw.get(key)
-        if isinstance(value, Mapping) and isinstance(value.get("reference"), str):
+        if isinstance(value, dict) and isinstance(value.get("reference"), str):
             return value["reference"]
     return None
 
@@ -150,15 +150,27 @@ def _names_other_subject(reference: str, patient_id: str) -> str | None:
     return f"{rtype}/{rid}"
 
 
-def _codings(concept: Any) -> list[Mapping[str, Any]]:
-    if not isinstance(concept, Mapping) or not isinstance(concept.get("coding"), list):
-        return []
-    return [c for c in concept["coding"] if isinstance(c, Mapping) and isinstance(c.get("code"), str)]
-
-
 def _codes(concept: Any, system: str) -> list[str]:
-    return [c["code"] for c in _codings(concept)
-            if isinstance(c.get("system"), str) and canonical_system(c["system"]) == system]
+    """The codes of ``system`` (canonical URI or an alias of it) in a raw CodeableConcept.
+
+    Decided on raw JSON for every resource of a record, so kept to plain dict and list
+    checks; a ``coding`` sent as one object counts as a list of one, as the reader takes it.
+    """
+    if not isinstance(concept, dict):
+        return []
+    codings = concept.get("coding")
+    if isinstance(codings, dict):
+        codings = [codings]
+    elif not isinstance(codings, list):
+        return []
+    out = []
+    for coding in codings:
+        if isinstance(coding, dict):
+            code, named = coding.get("code"), coding.get("system")
+            if isinstance(code, str) and isinstance(named, str) and (
+                    named == system or SYSTEM_ALIASES.get(named) == system):
+                out.append(code)
+    return out
 
 
 def _raw_time(raw: Mapping[str, Any]) -> datetime | None:
@@ -167,20 +179,13 @@ def _raw_time(raw: Mapping[str, Any]) -> datetime | None:
         if isinstance(raw.get(key), str):
             return parse_fhir_datetime(raw[key])
     period = raw.get("effectivePeriod")
-    if isinstance(period, Mapping):
+    if isinstance(period, dict):
         for key in ("end", "start"):
             if isinstance(period.get(key), str):
                 return parse_fhir_datetime(period[key])
     for key in ("effectiveInstant", "issued"):
         if isinstance(raw.get(key), str):
             return parse_fhir_datetime(raw[key])
-    return None
-
-
-def _lab_analyte(raw: Mapping[str, Any]) -> str | None:
-    for code in _codes(raw.get("code"), LOINC):
-        if code in ANALYTE_BY_LOINC:
-            return ANALYTE_BY_LOINC[code]
     return None
 
 
@@ -212,12 +217,21 @@ def _wanted(raw: Mapping[str, Any], record: bool) -> bool:
     if status is not None and not isinstance(status, str):
         return True  # not a code: parse it, so the parser reports it (an array is unhashable in a set test)
     if rtype == "Observation":
-        codes = _codes(raw.get("code"), LOINC)
-        if status is None:  # status is required: parsed so that its absence is reported
-            return any(c in OBSERVATION_LOINC for c in codes)
-        if status in PRELIMINARY_STATUS:  # a preliminary lab result can fire a rule; other kinds wait for final
-            return any(c in ANALYTE_BY_LOINC for c in codes)
-        return status in USABLE_STATUS and any(c in OBSERVATION_LOINC for c in codes)
+        return _observation_wanted(status, _codes(raw.get("code"), LOINC))
+    return _other_wanted(raw, rtype, status, record)
+
+
+def _observation_wanted(status: str | None, codes: list[str]) -> bool:
+    """An Observation with one of our LOINC codes, final (or preliminary, for a lab analyte)."""
+    if status is None:  # status is required: parsed so that its absence is reported
+        return any(c in OBSERVATION_LOINC for c in codes)
+    if status in PRELIMINARY_STATUS:  # a preliminary lab result can fire a rule; other kinds wait for final
+        return any(c in ANALYTE_BY_LOINC for c in codes)
+    return status in USABLE_STATUS and any(c in OBSERVATION_LOINC for c in codes)
+
+
+def _other_wanted(raw: Mapping[str, Any], rtype: Any, status: Any, record: bool) -> bool:
+    """Everything but Observations: :func:`_wanted`."""
     if rtype == "Condition":
         code = raw.get("code")
         return any(c in _ALL_CONDITION_SNOMED for c in _codes(code, SNOMED)) or any(
@@ -330,8 +344,8 @@ def _deduplicated(raws: Iterable[Any]) -> tuple[list[Any], list[str]]:
     where: dict[str, int] = {}
     problems: list[str] = []
     for raw in raws:
-        rtype = raw.get("resourceType") if isinstance(raw, Mapping) else None
-        rid = raw.get("id") if isinstance(raw, Mapping) else None
+        rtype = raw.get("resourceType") if isinstance(raw, dict) else None
+        rid = raw.get("id") if isinstance(raw, dict) else None
         if not (isinstance(rtype, str) and isinstance(rid, str)):
             out.append(raw)
             continue
@@ -374,7 +388,7 @@ def parse_resources(
     unique, parser.problems = _deduplicated(raws)
     labs: dict[str, list[tuple[tuple[datetime, datetime], int, Mapping[str, Any]]]] = {}
     for position, raw in enumerate(unique):
-        if not isinstance(raw, Mapping):
+        if not isinstance(raw, dict):
             _, problem = parse_resource(raw)
             parser.problems.append(problem or "an entry is not a FHIR resource.")
             continue
@@ -384,9 +398,17 @@ def parse_resources(
             if problem:
                 parser.problems.append(problem)
             continue
-        if not _wanted(raw, record=record):
+        if rtype == "Observation":
+            status = raw.get("status")
+            codes = _codes(raw.get("code"), LOINC)
+            if isinstance(status, str) or status is None:
+                if not _observation_wanted(status, codes):
+                    continue
+            analyte = next((ANALYTE_BY_LOINC[c] for c in codes if c in ANALYTE_BY_LOINC), None) if now else None
+        elif not _wanted(raw, record=record):
             continue
-        analyte = _lab_analyte(raw) if now is not None and rtype == "Observation" else None
+        else:
+            analyte = None
         if analyte is None:
             parser.take(raw)
             continue
