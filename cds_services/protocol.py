@@ -5,12 +5,15 @@ an integrator can fix the call from the error alone.
 """
 from __future__ import annotations
 
+import gc
 import json
 import math
 import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+import orjson
 
 from .catalog import ORDER_SELECT, Service
 from .errors import BadRequest, UnsupportedMediaType
@@ -29,6 +32,21 @@ def read_json(content_type: str | None, data: bytes, max_depth: int) -> Any:
     if not data:
         raise BadRequest("request body is empty; expected a JSON object")
     try:
+        # orjson (C) decodes a hook body in about half the time of the standard library. It refuses
+        # everything the path below refuses (invalid UTF-8, NaN and Infinity, numbers beyond a
+        # double, lone surrogates, nesting past 1024), and those bodies take that path, which says
+        # exactly what is wrong. One difference: an integer beyond 64 bits becomes a float here;
+        # no element the checks read can hold one (FHIR integers are 32-bit).
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        value = _decode_exactly(data, max_depth)
+    _check_depth(value, max_depth)
+    return value
+
+
+def _decode_exactly(data: bytes, max_depth: int) -> Any:
+    """The standard library's decoder, for bodies orjson refuses: each fault gets its own sentence."""
+    try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("request body is not valid UTF-8") from None
@@ -46,7 +64,6 @@ def read_json(content_type: str | None, data: bytes, max_depth: int) -> Any:
         raise BadRequest(
             f"a number in the request body has more than {sys.get_int_max_str_digits()} digits"
         ) from None
-    _check_depth(value, max_depth)
     if _SURROGATE_ESCAPE.search(text):
         _check_surrogates(value)
     return value
@@ -103,22 +120,21 @@ def _check_surrogates(value: Any) -> None:
 def _check_depth(value: Any, max_depth: int) -> None:
     """Reject nesting deeper than ``max_depth`` (iterative: no recursion to exhaust).
 
-    Level by level over containers only, with exact type checks (JSON gives
-    only dict and list): the walk was a fifth of a 200-resource call before.
+    Level by level, in C: ``gc.get_referents`` hands back the keys and values
+    of every dict and the items of every list of a level in one call, and a
+    string or number has no referents, so a level of leaves ends the walk by
+    itself. Level ``n`` holds the containers at depth ``n`` and the leaves at
+    depth ``n - 1``; only a level past ``max_depth`` is looked at in Python,
+    to tell a container (too deep) from a leaf. The walk was a fifth of a call
+    when it filtered every child in Python.
     """
-    level = [value] if type(value) in (dict, list) else []
-    depth = 0
-    while level:
-        depth += 1
-        if depth > max_depth:
-            raise BadRequest(f"JSON nested deeper than {max_depth} levels")
-        below = []
-        for node in level:
-            for child in (node.values() if type(node) is dict else node):
-                kind = type(child)
-                if kind is dict or kind is list:
-                    below.append(child)
-        level = below
+    level = [value]
+    for _ in range(max_depth):
+        level = gc.get_referents(*level)
+        if not level:
+            return
+    if any(node.__class__ is dict or node.__class__ is list for node in level):
+        raise BadRequest(f"JSON nested deeper than {max_depth} levels")
 
 
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatype "id"
