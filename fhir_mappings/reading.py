@@ -239,8 +239,9 @@ def unreadable_elements(resource: Any) -> Mapping[str, str]:
 def source_json(resource: Any) -> dict[str, Any] | None:
     """The resource as it was sent, with the elements we read in the shape we read them
     (a single object where R4 wants a list becomes a list of one); elements we do not read
-    are kept exactly as sent. For echoing a draft order back in a suggestion."""
+    are kept exactly as sent. For echoing a draft order back in a suggestion: shared with the
+    request, so a caller that changes it copies it first (rules.common.with_dose does)."""
     unreadable, raw, read_json = _private(resource)
     if raw is None:
         return None
-    return {**copy.deepcopy(dict(raw)), **copy.deepcopy(read_json)}
+    return {**raw, **read_json}
