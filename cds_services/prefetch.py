@@ -185,8 +185,7 @@ def gather(
         elif problem := _cut_short(key, value):
             problems.append(problem)
     base_url, no_server = _server(request, allowed_servers, allow_http)
-    needs_server = bool(missing or pages or _unresolved_medications(resources))
-    if base_url is None or not needs_server:
+    if base_url is None or not (missing or pages or _unresolved_medications(resources)):
         unavailable = {key: f"{why_missing[key]}, and {no_server}" for key in missing}
         problems += _pages_without_server(pages) if pages else []
         return _result(resources, problems, unavailable, templates)
