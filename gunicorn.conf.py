@@ -19,14 +19,22 @@ bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = "gthread"
+# Each worker listens on its own socket (SO_REUSEPORT) and the kernel spreads new connections
+# over them; on one shared socket, a few long-lived keep-alive connections (an EHR's pool) could
+# all land on one worker while the others idled (bench/README.md, "Connection balance").
+reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "true").lower() not in ("0", "false", "no", "off")
 # Threads overlap waits on FHIR servers (I/O, the GIL released); CDS_FHIR_MAX_WAITING_CALLS (6) of
 # them at most may wait, so 2 always remain for /healthz and calls whose data was all prefetched.
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = 20  # hard kill of a stuck worker
 graceful_timeout = 20  # SIGTERM: finish in-flight hook calls, then exit
 keepalive = 5
-max_requests = 5000  # recycle workers now and then; jitter so they do not all restart at once
-max_requests_jitter = 500
+# No recycling after N requests: with a socket per worker (reuse_port), a retiring worker's
+# socket takes the connections queued on it down with it (measured: 1,526 socket errors in 10 s
+# at 8 clients with recycling every ~100 requests, none without; bench/README.md). Nothing here
+# grows without bound (the caches are LRU-bounded; peak RSS per worker is reported by bench/run.py).
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+max_requests_jitter = max_requests // 10
 accesslog = "-"
 errorlog = "-"
 access_log_format = '{"time":"%(t)s","remote":"%(h)s","method":"%(m)s","path":"%(U)s","status":%(s)s,"bytes":%(B)s,"ms":%(M)s}'

@@ -497,3 +497,76 @@ def hook_request(
     if prefetch:
         body["prefetch"] = prefetch_of(record)
     return body
+
+
+# Drugs a chart keeps after they stop: mostly nothing to check, a few that interact with
+# ixabepilone but stopped long ago (no washout still running), so the rules read and pass them.
+_STOPPED_COURSES: tuple[tuple[str, str], ...] = (
+    ("308182", "amoxicillin 250 MG Oral Capsule"),
+    ("197517", "clarithromycin 500 MG Oral Tablet"),
+    ("310965", "ibuprofen 200 MG Oral Tablet"),
+    ("312617", "prednisone 5 MG Oral Tablet"),
+    ("197454", "cephalexin 500 MG Oral Capsule"),
+    ("206765", "ketoconazole 200 MG Oral Tablet"),
+    ("198211", "simvastatin 40 MG Oral Tablet"),
+    ("309362", "clopidogrel 75 MG Oral Tablet"),
+)
+
+
+def generate_history_heavy(
+    size: int = 200, *, seed: int = 1, patient_id: str = "bench-history-1", now: datetime | None = None
+) -> PatientRecord:
+    """A chart that is mostly past: the issue's "history-heavy" patient.
+
+    Of ``size`` resources, about 60% are old CBC and liver panels (weekly,
+    going back years: only the newest of each analyte counts), 20% are
+    stopped or completed medication courses, 10% resolved conditions, and the
+    rest the usual current items. Everything the checks need is current and
+    normal, so the call runs every rule to the end and answers as for the
+    standard patient.
+    """
+    now = now or datetime.now(timezone.utc)
+    base = generate_record(size, seed=seed, patient_id=patient_id, now=now)
+    rng = random.Random(seed)
+    stopped_n = size // 5
+    resolved_n = size // 10
+    keep = size - stopped_n - resolved_n
+    counts = allocate(keep)
+    labs = _labs(counts["labs"] + counts["vitals"] // 2, patient_id, now, rng)
+    stopped = []
+    for i in range(stopped_n):
+        code, display = _STOPPED_COURSES[i % len(_STOPPED_COURSES)]
+        started = now - timedelta(days=400 + 30 * i)
+        stopped.append({
+            "resourceType": "MedicationRequest",
+            "id": f"stopped-{i}",
+            "status": "stopped" if i % 2 else "completed",
+            "intent": "order",
+            "medicationCodeableConcept": _codeable(RXNORM, code, display),
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "authoredOn": started.date().isoformat(),
+            "dosageInstruction": [{"text": "as directed", "timing": {"repeat": {
+                "boundsPeriod": {"start": started.date().isoformat(),
+                                 "end": (started + timedelta(days=10)).date().isoformat()}}}}],
+        })
+    resolved = []
+    for i, condition in enumerate(_conditions(resolved_n, patient_id, now)):
+        condition = dict(condition, id=f"resolved-{i}")
+        condition["clinicalStatus"] = _codeable(
+            "http://terminology.hl7.org/CodeSystem/condition-clinical", "resolved", "Resolved")
+        condition["abatementDateTime"] = _iso(now - timedelta(days=200 + 30 * i))
+        resolved.append(condition)
+    by_key = dict(base.by_key)
+    by_key["labs"] = tuple(labs)
+    by_key["vitals"] = tuple(_vitals(counts["vitals"] - counts["vitals"] // 2 + 3, patient_id, now, rng))
+    by_key["medicationRequests"] = tuple(
+        _medication_requests(max(counts["medicationRequests"] // 2, 2), patient_id, now)) + tuple(stopped)
+    by_key["conditions"] = tuple(_conditions(max(counts["conditions"], 1), patient_id, now)) + tuple(resolved)
+    record = PatientRecord(patient_id=patient_id, now=now, by_key=by_key)
+    # Trim or pad the labs so the record has exactly ``size`` resources.
+    extra = record.size - size
+    if extra > 0:
+        by_key["labs"] = by_key["labs"][: len(by_key["labs"]) - extra]
+    elif extra < 0:
+        by_key["labs"] = tuple(_labs(len(by_key["labs"]) - extra, patient_id, now, rng))
+    return PatientRecord(patient_id=patient_id, now=now, by_key=by_key)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import runpy
 import sys
 import tempfile
 import time
@@ -62,6 +63,9 @@ def profile_size(size: int, repeats: int, out_dir: Path, interval: float = 0.000
         )
         client = app.test_client()
         body = json.dumps(hook_request(generate_record(size))).encode()
+        # The collector as a gunicorn worker runs it (gunicorn.conf.py post_worker_init): otherwise
+        # its pauses land on whatever function happens to run and the profile blames that one.
+        runpy.run_path(str(Path(__file__).resolve().parent.parent / "gunicorn.conf.py"))["post_worker_init"](None)
         warm = client.post(SIGN, data=body, content_type="application/json")
         if warm.status_code != 200:
             raise RuntimeError(f"warm-up call failed: HTTP {warm.status_code} {warm.get_data(as_text=True)[:500]}")

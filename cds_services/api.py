@@ -123,7 +123,7 @@ def _service_or_404(service_id: str):
     return service
 
 
-def _body() -> object:
+def _body(lazy: str | None = None) -> object:
     cds = runtime()
     try:
         data = request.get_data(cache=True)
@@ -131,7 +131,7 @@ def _body() -> object:
         # Only an authenticated caller gets here (the JWT is checked first).
         raise BadRequest("the request body could not be read: malformed chunked transfer encoding") from None
     request.environ[_BODY_READ] = True
-    body = read_json(request.content_type, data, cds.settings.max_json_depth)
+    body = read_json(request.content_type, data, cds.settings.max_json_depth, lazy=lazy)
     request.environ["cds.body"] = body
     return body
 
@@ -154,11 +154,12 @@ def discovery() -> ResponseReturnValue:
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> ResponseReturnValue:
     service = _service_or_404(service_id)
-    hook_request = parse_hook_request(_body(), service)
+    hook_request = parse_hook_request(_body(lazy="prefetch"), service)
     cds = runtime()
     result = run_hook(
         hook_request, cds.kb, cds.fhir, cds.clock,
         _fhir_servers_for(cds), cds.settings.allow_http_fhir, cds.settings.fhir_deadline,
+        cds.settings.max_json_depth,
     )
     result, silent_cards = apply_silent_mode(result, cds.settings.silent_rules)  # CDS_SILENT_RULES
     request.environ["cds.result"] = result  # for the audit log

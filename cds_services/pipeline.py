@@ -125,6 +125,7 @@ def run_hook(
     allowed_servers: tuple[str, ...] = (),
     allow_http: bool = False,
     fhir_deadline: float | None = None,
+    max_depth: int | None = None,
 ) -> HookResult:
     """Cards for one hook call; ``fhir_deadline`` (seconds) bounds all of its FHIR reads together."""
     deadline = time.monotonic() + fhir_deadline if fhir_deadline is not None else None
@@ -148,7 +149,8 @@ def run_hook(
 
     gathered = gather(request, prefetch_templates(), client, allowed_servers, allow_http, deadline)
     moment = now()  # one "now" for the whole call: parsing skips results older than the newest
-    record, record_problems = parse_resources(gathered.resources, request.patient_id, now=moment, record=True)
+    record, record_problems = parse_resources(gathered.resources, request.patient_id, now=moment, record=True,
+                                              max_depth=max_depth)
     facts = build_facts(
         record + list(medications.values()),
         drafts,

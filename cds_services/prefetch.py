@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhir_mappings.jsonlike import is_array, is_object, to_python
 from fhir_mappings.resources import resources_from_bundle
 
 from .errors import BadRequest, PreconditionFailed
@@ -55,6 +56,7 @@ class Gathered:
 
 
 def _outcome_text(value: Mapping[str, Any]) -> str:
+    value = to_python(value)
     issues = value.get("issue") if isinstance(value.get("issue"), list) else []
     texts = [str(i.get("diagnostics") or i.get("code") or "")[:120] for i in issues if isinstance(i, Mapping)]
     texts = [t for t in texts if t]
@@ -65,9 +67,9 @@ def _resources_of(key: str, value: Any) -> list[Any] | None:
     """The resources a prefetch value carries, or None when it is not data."""
     if value is None:
         return []
-    if not isinstance(value, dict):
+    if not is_object(value):
         raise BadRequest(
-            f"prefetch.{key} must be a FHIR resource, a Bundle or null, got {type(value).__name__}",
+            f"prefetch.{key} must be a FHIR resource, a Bundle or null, got {_json_type(value)}",
             expression=[f"prefetch.{key}"],
         )
     resource_type = value.get("resourceType")
@@ -80,22 +82,31 @@ def _resources_of(key: str, value: Any) -> list[Any] | None:
     return [value]
 
 
+def _json_type(value: Any) -> str:
+    """The JSON name of a non-object value, for the 400 message."""
+    if is_array(value):
+        return "list"
+    return type(value).__name__
+
+
 def _next_link(value: Any) -> str | None:
     """The ``next`` page URL of a search Bundle, if it has one."""
-    if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
+    if not is_object(value) or value.get("resourceType") != "Bundle":
         return None
     links = value.get("link")
-    for link in links if isinstance(links, list) else ():
-        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            return link["url"]
+    for link in links if is_array(links) else ():
+        if is_object(link) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return str(link["url"])
     return None
 
 
 def _matches(bundle: Mapping[str, Any]) -> int:
     """Entries that matched the search (``search.mode`` "include" and "outcome" entries are not counted in ``total``)."""
-    entries = bundle.get("entry") if isinstance(bundle.get("entry"), list) else []
-    return sum(1 for e in entries if isinstance(e, Mapping) and not (
-        isinstance(e.get("search"), Mapping) and e["search"].get("mode") in ("include", "outcome")))
+    entries = bundle.get("entry")
+    if not is_array(entries):
+        return 0
+    return sum(1 for e in entries if is_object(e) and not (
+        is_object(search := e.get("search")) and search.get("mode") in ("include", "outcome")))
 
 
 def _cut_short(key: str, value: Any) -> str | None:
@@ -103,10 +114,12 @@ def _cut_short(key: str, value: Any) -> str | None:
 
     Only a single-page answer is judged: ``total`` counts the matches of every page.
     """
-    if not isinstance(value, dict) or value.get("resourceType") != "Bundle" or _next_link(value):
+    if not is_object(value) or value.get("resourceType") != "Bundle" or _next_link(value):
+        return None
+    total = value.get("total")
+    if not isinstance(total, int) or isinstance(total, bool):
         return None
     read = _matches(value)
-    total = value.get("total")
     if isinstance(total, int) and not isinstance(total, bool) and total > read:
         return (f"prefetch.{key} says {total} resources matched but holds {read}, with no next page to read "
                 f"the rest: {total - read} were not checked.")
@@ -164,7 +177,7 @@ def gather(
         found = _resources_of(key, value) if key in prefetch else None
         if found is None:
             missing[key] = render(template, request)
-            why_missing[key] = _outcome_text(value) if isinstance(value, dict) else "not prefetched"
+            why_missing[key] = _outcome_text(value) if is_object(value) else "not prefetched"
             continue
         resources.extend(found)
         if next_url := _next_link(value):
@@ -172,8 +185,7 @@ def gather(
         elif problem := _cut_short(key, value):
             problems.append(problem)
     base_url, no_server = _server(request, allowed_servers, allow_http)
-    needs_server = bool(missing or pages or _unresolved_medications(resources))
-    if base_url is None or not needs_server:
+    if base_url is None or not (missing or pages or _unresolved_medications(resources)):
         unavailable = {key: f"{why_missing[key]}, and {no_server}" for key in missing}
         problems += _pages_without_server(pages) if pages else []
         return _result(resources, problems, unavailable, templates)
@@ -279,7 +291,7 @@ def _fetched_resources(value: Any) -> list[Any] | None:
 
 def _medication_id(reference: Any) -> str | None:
     """"Medication/abc" (also absolute or versioned) -> "abc"; contained and other references -> None."""
-    if not isinstance(reference, Mapping) or not isinstance(reference.get("reference"), str):
+    if not is_object(reference) or not isinstance(reference.get("reference"), str):
         return None
     parts = reference["reference"].split("/_history/")[0].rstrip("/").split("/")
     if len(parts) >= 2 and parts[-2] == "Medication" and parts[-1]:
@@ -289,14 +301,18 @@ def _medication_id(reference: Any) -> str | None:
 
 def _unresolved_medications(resources: list[Any]) -> list[str]:
     """Ids of Medications that orders and statements reference but that are neither contained nor sent."""
-    present = {r.get("id") for r in resources if isinstance(r, Mapping) and r.get("resourceType") == "Medication"}
-    wanted: list[str] = []
+    present: set[Any] = set()
+    referenced: list[str] = []
     for resource in resources:
-        if not isinstance(resource, Mapping) or resource.get("resourceType") not in (
-                "MedicationRequest", "MedicationStatement"):
-            continue
-        rid = _medication_id(resource.get("medicationReference"))
-        if rid and rid not in present and rid not in wanted:
+        rtype = resource.get("resourceType") if is_object(resource) else None
+        if rtype == "Medication":
+            present.add(resource.get("id"))
+        elif rtype in ("MedicationRequest", "MedicationStatement") and (
+                rid := _medication_id(resource.get("medicationReference"))):
+            referenced.append(rid)
+    wanted: list[str] = []
+    for rid in referenced:
+        if rid not in present and rid not in wanted:
             wanted.append(rid)
     return wanted
 

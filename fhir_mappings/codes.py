@@ -6,6 +6,7 @@ read the answers use the same lists.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +98,14 @@ _ICD_RANGES = [(kind, _icd_key(r["from"]), _icd_key(r["to"])) for kind, spec in 
 _ICD_EXCLUDED = {kind: tuple(_icd_key(c) for c in spec.get("icd10_exclude", ())) for kind, spec in CODES["conditions"].items()}
 
 
-def icd10_kinds(code: str) -> set[str]:
+@lru_cache(maxsize=4096)  # the same diagnosis codes recur across records: each is matched once
+def icd10_kinds(code: str) -> frozenset[str]:
     """The condition kinds an ICD-10-CM code falls in (by prefix or 3-character category range, less exclusions)."""
     key = _icd_key(code)
     category = key[:3]
     kinds = {kind for kind, prefix in _ICD_PREFIXES if key.startswith(prefix)}
     kinds |= {kind for kind, low, high in _ICD_RANGES if len(category) == 3 and low <= category <= high}
-    return {kind for kind in kinds if not key.startswith(_ICD_EXCLUDED[kind])}
+    return frozenset(kind for kind in kinds if not key.startswith(_ICD_EXCLUDED[kind]))
 
 
 # Route of administration (SNOMED CT) and the words of route texts and dose-form names: issue 12 item 3.

@@ -7,6 +7,7 @@ mappings needs one kind of value, in UTC.
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 
@@ -23,6 +24,7 @@ def to_utc(value: Any) -> datetime | None:
     return None
 
 
+@lru_cache(maxsize=8192)  # the same timestamps recur (one lab panel, many results; one record, many calls)
 def parse_fhir_datetime(text: str) -> datetime | None:
     """A FHIR date/dateTime/instant string in UTC, or None when it is not one."""
     text = text.strip()

@@ -22,6 +22,7 @@ from .codes import ATC, LOCAL_ROUTES, LOCAL_WORDS, NDC, RXNORM, SYSTEMIC_ROUTES,
 from .codes import SNOMED as SNOMED_CT
 from .dates import to_utc
 from .facts import Dose
+from .jsonlike import ARRAY_TYPES, OBJECT_TYPES
 
 _SYSTEMS = {"rxnorm": RXNORM, "ndc": NDC, "atc": ATC}
 _MATCHED_BY = {RXNORM: "rxnorm", NDC: "ndc", ATC: "atc"}
@@ -130,13 +131,13 @@ def may_name_known_drug(concept: Any) -> bool:
     codes, aliases and names as :func:`identify_concept`. Anything that is
     not a plain CodeableConcept answers True, so the parser still reports it.
     """
-    if not isinstance(concept, Mapping):
+    if not isinstance(concept, OBJECT_TYPES):
         return True
     codings = concept.get("coding")
-    if codings is not None and not isinstance(codings, list):
+    if codings is not None and not isinstance(codings, ARRAY_TYPES):
         return True
     for coding in codings or ():
-        if not isinstance(coding, Mapping):
+        if not isinstance(coding, OBJECT_TYPES):
             return True
         system, code, display = coding.get("system"), coding.get("code"), coding.get("display")
         if isinstance(system, str) and isinstance(code, str):

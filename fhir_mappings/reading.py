@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
 from pydantic import TypeAdapter, ValidationError
@@ -75,12 +76,27 @@ def model_class(resource_type: str) -> type[Resource] | None:
 
 
 @lru_cache(maxsize=None)
-def _required(resource_type: str) -> tuple[str, ...]:
-    """Fields without a default: model_construct leaves them unset (an AttributeError), so they are
-    set to None when absent: a required element that is missing is as absent as an optional one."""
+def _blank(resource_type: str) -> dict[str, Any]:
+    """Every field of the model with its default; fields without one (required in R4) are None:
+    a required element that is missing is as absent as an optional one. Computed once per type:
+    pydantic's ``model_construct`` works this out on every call, a fifth of a resource's cost."""
     model = model_class(resource_type)
     assert model is not None
-    return tuple(name for name, info in model.model_fields.items() if info.is_required())
+    fields = dict(model.model_construct().__dict__)
+    return {name: fields.get(name) for name in model.model_fields}
+
+
+def _build(model: type[Resource], resource_type: str, values: dict[str, Any], private: Any) -> Resource:
+    """What ``model.model_construct(**values)`` builds (no validation: every value was validated
+    on its own), without recomputing the defaults of some fifty fields each time."""
+    resource = model.__new__(model)
+    fields = dict(_blank(resource_type))
+    fields.update(values)
+    object.__setattr__(resource, "__dict__", fields)
+    object.__setattr__(resource, "__pydantic_fields_set__", set(values))
+    object.__setattr__(resource, "__pydantic_extra__", None)
+    object.__setattr__(resource, "__pydantic_private__", {_PRIVATE: private})
+    return resource
 
 
 @lru_cache(maxsize=None)
@@ -129,6 +145,46 @@ def _validate(resource_type: str, element: str, value: Any) -> tuple[Any, Any, s
     return None, None, f"{element}: too many objects where lists were expected"
 
 
+class _Keyed:
+    """An element's JSON, hashed and compared by its canonical text (sorted keys)."""
+
+    __slots__ = ("key", "value")
+
+    def __init__(self, key: Any, value: Any) -> None:
+        self.key, self.value = key, value
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Keyed) and self.key == other.key
+
+
+# Validated elements are kept, per resource type and element, keyed by their JSON: the same code,
+# unit, reference range, status or patient reference recurs across the results of a record, across
+# the calls of one encounter (order-select, then order-sign) and across patients, and validating it
+# is most of the cost of reading. Bounded, so memory stays flat; a value is never shared mutably
+# (nothing downstream changes a model).
+_VALIDATED = 16384
+
+
+@lru_cache(maxsize=_VALIDATED)
+def _validated(resource_type: str, element: str, keyed: _Keyed) -> tuple[Any, Any, str | None]:
+    return _validate(resource_type, element, keyed.value)
+
+
+def _read_element(resource_type: str, element: str, value: Any) -> tuple[Any, Any, str | None]:
+    """:func:`_validate`, remembered for JSON already seen."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        key: Any = (type(value), value)
+    else:
+        try:
+            key = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except (TypeError, orjson.JSONEncodeError):  # e.g. an integer beyond 64 bits: not remembered
+            return _validate(resource_type, element, value)
+    return _validated(resource_type, element, _Keyed(key, value))
+
+
 def read_resource(raw: Mapping[str, Any]) -> Resource | None:
     """The R4B model of ``raw`` built from the elements the mappings read, or None when
     ``raw`` is not a resource type we read. Elements that could not be read are left
@@ -147,17 +203,13 @@ def read_resource(raw: Mapping[str, Any]) -> Resource | None:
         if element == "contained":
             values[element] = _contained(raw[element], unreadable)
             continue
-        value, as_read, problem = _validate(resource_type, element, raw[element])
+        value, as_read, problem = _read_element(resource_type, element, raw[element])
         if problem is not None:
             unreadable[element] = problem
         elif value is not None:
             values[element] = value
             read_json[element] = as_read
-    for name in _required(resource_type):
-        values.setdefault(name, None)
-    resource = model.model_construct(**values)
-    resource.__pydantic_private__ = {_PRIVATE: (unreadable, raw, read_json)}
-    return resource
+    return _build(model, resource_type, values, (unreadable, raw, read_json))
 
 
 def _contained(items: Any, unreadable: dict[str, str]) -> list[Resource]:
@@ -187,8 +239,9 @@ def unreadable_elements(resource: Any) -> Mapping[str, str]:
 def source_json(resource: Any) -> dict[str, Any] | None:
     """The resource as it was sent, with the elements we read in the shape we read them
     (a single object where R4 wants a list becomes a list of one); elements we do not read
-    are kept exactly as sent. For echoing a draft order back in a suggestion."""
+    are kept exactly as sent. For echoing a draft order back in a suggestion: shared with the
+    request, so a caller that changes it copies it first (rules.common.with_dose does)."""
     unreadable, raw, read_json = _private(resource)
     if raw is None:
         return None
-    return {**copy.deepcopy(dict(raw)), **copy.deepcopy(read_json)}
+    return {**raw, **read_json}

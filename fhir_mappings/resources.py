@@ -25,11 +25,12 @@ from fhir.resources.R4B.resource import Resource
 
 from .codes import (
     ANALYTE_BY_LOINC, CONDITION_SNOMED, CVX, ICD10CM, LIVE_VACCINE_CVX, LOINC, OBSERVATION_LOINC,
-    RADIOTHERAPY_SNOMED, SNOMED, canonical_system, cvx_key, icd10_kinds,
+    RADIOTHERAPY_SNOMED, SNOMED, SYSTEM_ALIASES, cvx_key, icd10_kinds,
 )
 from .dates import parse_fhir_datetime
 from .drugs import may_name_known_drug
 from .labs import CLOCK_SKEW, PRELIMINARY_STATUS, USABLE_STATUS, has_value
+from .jsonlike import ARRAY_TYPES, OBJECT_TYPES, nested_deeper_than, to_python
 from .reading import READ_ELEMENTS, model_class, read_resource, unreadable_elements
 
 __all__ = ["Resource", "parse_resource", "parse_resources", "resources_from_bundle"]
@@ -72,14 +73,14 @@ def resources_from_bundle(bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     A Bundle without ``type`` (the CDS Hooks sandbox sends its draft orders so) is read all the same.
     """
-    if not isinstance(bundle, Mapping):
+    if not isinstance(bundle, OBJECT_TYPES):
         return []
     entries = bundle.get("entry")
-    if isinstance(entries, Mapping):
+    if isinstance(entries, OBJECT_TYPES):
         entries = [entries]  # one entry sent as an object
-    if not isinstance(entries, list):
+    if not isinstance(entries, ARRAY_TYPES):
         return []
-    return [e["resource"] for e in entries if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)]
+    return [e["resource"] for e in entries if isinstance(e, OBJECT_TYPES) and isinstance(e.get("resource"), OBJECT_TYPES)]
 
 
 def _label(raw: Mapping[str, Any]) -> str:
@@ -100,7 +101,7 @@ def parse_resource(raw: Any) -> tuple[Resource | None, str | None]:
 
     A valid resource type that no check reads gives (None, None): it is passed over.
     """
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, OBJECT_TYPES):
         return None, f"an entry is not a FHIR resource (a JSON {type(raw).__name__}, not an object)"
     label = _label(raw)
     rtype = raw.get("resourceType")
@@ -127,7 +128,7 @@ def element_problems(resource: Resource, label: str, *, draft: bool = False) -> 
 def _reference(raw: Mapping[str, Any]) -> str | None:
     for key in ("subject", "patient"):
         value = raw.get(key)
-        if isinstance(value, Mapping) and isinstance(value.get("reference"), str):
+        if isinstance(value, OBJECT_TYPES) and isinstance(value.get("reference"), str):
             return value["reference"]
     return None
 
@@ -150,15 +151,27 @@ def _names_other_subject(reference: str, patient_id: str) -> str | None:
     return f"{rtype}/{rid}"
 
 
-def _codings(concept: Any) -> list[Mapping[str, Any]]:
-    if not isinstance(concept, Mapping) or not isinstance(concept.get("coding"), list):
-        return []
-    return [c for c in concept["coding"] if isinstance(c, Mapping) and isinstance(c.get("code"), str)]
-
-
 def _codes(concept: Any, system: str) -> list[str]:
-    return [c["code"] for c in _codings(concept)
-            if isinstance(c.get("system"), str) and canonical_system(c["system"]) == system]
+    """The codes of ``system`` (canonical URI or an alias of it) in a raw CodeableConcept.
+
+    Decided on raw JSON for every resource of a record, so kept to plain dict and list
+    checks; a ``coding`` sent as one object counts as a list of one, as the reader takes it.
+    """
+    if not isinstance(concept, OBJECT_TYPES):
+        return []
+    codings = concept.get("coding")
+    if isinstance(codings, OBJECT_TYPES):
+        codings = [codings]
+    elif not isinstance(codings, ARRAY_TYPES):
+        return []
+    out = []
+    for coding in codings:
+        if isinstance(coding, OBJECT_TYPES):
+            code, named = coding.get("code"), coding.get("system")
+            if isinstance(code, str) and isinstance(named, str) and (
+                    named == system or SYSTEM_ALIASES.get(named) == system):
+                out.append(code)
+    return out
 
 
 def _raw_time(raw: Mapping[str, Any]) -> datetime | None:
@@ -167,20 +180,13 @@ def _raw_time(raw: Mapping[str, Any]) -> datetime | None:
         if isinstance(raw.get(key), str):
             return parse_fhir_datetime(raw[key])
     period = raw.get("effectivePeriod")
-    if isinstance(period, Mapping):
+    if isinstance(period, OBJECT_TYPES):
         for key in ("end", "start"):
             if isinstance(period.get(key), str):
                 return parse_fhir_datetime(period[key])
     for key in ("effectiveInstant", "issued"):
         if isinstance(raw.get(key), str):
             return parse_fhir_datetime(raw[key])
-    return None
-
-
-def _lab_analyte(raw: Mapping[str, Any]) -> str | None:
-    for code in _codes(raw.get("code"), LOINC):
-        if code in ANALYTE_BY_LOINC:
-            return ANALYTE_BY_LOINC[code]
     return None
 
 
@@ -212,12 +218,21 @@ def _wanted(raw: Mapping[str, Any], record: bool) -> bool:
     if status is not None and not isinstance(status, str):
         return True  # not a code: parse it, so the parser reports it (an array is unhashable in a set test)
     if rtype == "Observation":
-        codes = _codes(raw.get("code"), LOINC)
-        if status is None:  # status is required: parsed so that its absence is reported
-            return any(c in OBSERVATION_LOINC for c in codes)
-        if status in PRELIMINARY_STATUS:  # a preliminary lab result can fire a rule; other kinds wait for final
-            return any(c in ANALYTE_BY_LOINC for c in codes)
-        return status in USABLE_STATUS and any(c in OBSERVATION_LOINC for c in codes)
+        return _observation_wanted(status, _codes(raw.get("code"), LOINC))
+    return _other_wanted(raw, rtype, status, record)
+
+
+def _observation_wanted(status: str | None, codes: list[str]) -> bool:
+    """An Observation with one of our LOINC codes, final (or preliminary, for a lab analyte)."""
+    if status is None:  # status is required: parsed so that its absence is reported
+        return any(c in OBSERVATION_LOINC for c in codes)
+    if status in PRELIMINARY_STATUS:  # a preliminary lab result can fire a rule; other kinds wait for final
+        return any(c in ANALYTE_BY_LOINC for c in codes)
+    return status in USABLE_STATUS and any(c in OBSERVATION_LOINC for c in codes)
+
+
+def _other_wanted(raw: Mapping[str, Any], rtype: Any, status: Any, record: bool) -> bool:
+    """Everything but Observations: :func:`_wanted`."""
     if rtype == "Condition":
         code = raw.get("code")
         return any(c in _ALL_CONDITION_SNOMED for c in _codes(code, SNOMED)) or any(
@@ -245,6 +260,7 @@ def _medication_status_read(rtype: str, status: Any) -> bool:
 
 def _outcome_problem(raw: Mapping[str, Any]) -> str | None:
     """An OperationOutcome in the data as one sentence, unless it is only informational."""
+    raw = to_python(raw)
     issues = [i for i in raw.get("issue") or [] if isinstance(i, Mapping)]
     serious = [i for i in issues if i.get("severity") in ("fatal", "error", "warning")]
     if issues and not serious:
@@ -260,9 +276,10 @@ def _outcome_problem(raw: Mapping[str, Any]) -> str | None:
 class _Parser:
     """Parses raw resources for one patient, collecting the parsed models and the problems."""
 
-    def __init__(self, patient_id: str, record: bool = False) -> None:
+    def __init__(self, patient_id: str, record: bool = False, max_depth: int | None = None) -> None:
         self.patient_id = patient_id
         self.record = record
+        self.max_depth = max_depth
         self.parsed: list[Resource] = []
         self.problems: list[str] = []
 
@@ -287,6 +304,11 @@ class _Parser:
             self.problems.append(_short(f"{label} carries a modifier extension this service does not understand "
                                         f"({modifiers}): it was not used; review it by hand.", _MAX_PROBLEM))
             return None
+        raw = to_python(raw)  # only a resource that is read is turned into Python
+        if self.max_depth is not None and nested_deeper_than(raw, self.max_depth):
+            self.problems.append(f"{label} is nested deeper than {self.max_depth} levels (CDS_MAX_JSON_DEPTH): "
+                                 "it was not read.")
+            return None
         resource, problem = parse_resource(raw)
         if problem:
             self.problems.append(problem)
@@ -303,7 +325,7 @@ class _Parser:
 
 def _modifier_urls(raw: Mapping[str, Any]) -> str:
     """The urls of a resource's top-level modifier extensions, or "" when it has none."""
-    found = raw.get("modifierExtension")
+    found = to_python(raw.get("modifierExtension"))
     if not found:
         return ""
     items = found if isinstance(found, list) else [found]
@@ -313,7 +335,7 @@ def _modifier_urls(raw: Mapping[str, Any]) -> str:
 def _version(raw: Mapping[str, Any]) -> tuple[datetime, tuple[int, str]] | None:
     """How recent a copy is: meta.lastUpdated, then meta.versionId; None when it says neither."""
     meta = raw.get("meta")
-    if not isinstance(meta, Mapping):
+    if not isinstance(meta, OBJECT_TYPES):
         return None
     updated = parse_fhir_datetime(meta["lastUpdated"]) if isinstance(meta.get("lastUpdated"), str) else None
     version = meta.get("versionId") if isinstance(meta.get("versionId"), str) else None
@@ -323,25 +345,34 @@ def _version(raw: Mapping[str, Any]) -> tuple[datetime, tuple[int, str]] | None:
     return updated or _OLDEST, number
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Do two copies say the same? (Compared as Python; one nested past the interpreter's
+    recursion limit counts as different, so the conflict is reported, not raised.)"""
+    try:
+        return bool(to_python(a) == to_python(b))
+    except RecursionError:
+        return False
+
+
 def _deduplicated(raws: Iterable[Any]) -> tuple[list[Any], list[str]]:
     """One copy per ``Type/id``: the later version (meta.lastUpdated, else versionId) when two
     copies differ, named on the card; with no version to tell them apart, the first copy."""
     out: list[Any] = []
-    where: dict[str, int] = {}
+    where: dict[tuple[str, str], int] = {}
     problems: list[str] = []
     for raw in raws:
-        rtype = raw.get("resourceType") if isinstance(raw, Mapping) else None
-        rid = raw.get("id") if isinstance(raw, Mapping) else None
+        rtype = raw.get("resourceType") if isinstance(raw, OBJECT_TYPES) else None
+        rid = raw.get("id") if isinstance(raw, OBJECT_TYPES) else None
         if not (isinstance(rtype, str) and isinstance(rid, str)):
             out.append(raw)
             continue
-        key = f"{rtype}/{rid}"
+        key = (rtype, rid)
         if key not in where:
             where[key] = len(out)
             out.append(raw)
             continue
         kept = out[where[key]]
-        if kept == raw:
+        if kept is raw or _same(kept, raw):
             continue
         old, new = _version(kept), _version(raw)
         if old is not None and new is not None and new > old:
@@ -358,7 +389,8 @@ def _deduplicated(raws: Iterable[Any]) -> tuple[list[Any], list[str]]:
 
 
 def parse_resources(
-    raws: Iterable[Any], patient_id: str, now: datetime | None = None, *, record: bool = False
+    raws: Iterable[Any], patient_id: str, now: datetime | None = None, *, record: bool = False,
+    max_depth: int | None = None,
 ) -> tuple[list[Resource], list[str]]:
     """Parse each resource on its own; (parsed resources, one problem sentence per thing not read).
 
@@ -369,12 +401,14 @@ def parse_resources(
     ``record`` (the patient's record, not the draft orders), resources that
     cannot change a check are skipped unparsed, and with ``now`` so are lab
     and vital results older than the newest usable final one per analyte.
+    ``raws`` may be simdjson proxies (fhir_mappings.jsonlike): only the
+    resources that are read become Python, each checked against ``max_depth``.
     """
-    parser = _Parser(patient_id, record)
+    parser = _Parser(patient_id, record, max_depth)
     unique, parser.problems = _deduplicated(raws)
     labs: dict[str, list[tuple[tuple[datetime, datetime], int, Mapping[str, Any]]]] = {}
     for position, raw in enumerate(unique):
-        if not isinstance(raw, Mapping):
+        if not isinstance(raw, OBJECT_TYPES):
             _, problem = parse_resource(raw)
             parser.problems.append(problem or "an entry is not a FHIR resource.")
             continue
@@ -384,9 +418,17 @@ def parse_resources(
             if problem:
                 parser.problems.append(problem)
             continue
-        if not _wanted(raw, record=record):
+        if rtype == "Observation":
+            status = raw.get("status")
+            codes = _codes(raw.get("code"), LOINC)
+            if isinstance(status, str) or status is None:
+                if not _observation_wanted(status, codes):
+                    continue
+            analyte = next((ANALYTE_BY_LOINC[c] for c in codes if c in ANALYTE_BY_LOINC), None) if now else None
+        elif not _wanted(raw, record=record):
             continue
-        analyte = _lab_analyte(raw) if now is not None and rtype == "Observation" else None
+        else:
+            analyte = None
         if analyte is None:
             parser.take(raw)
             continue

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from .codes import UCUM, canonical_system
@@ -79,6 +80,7 @@ _ANNOTATION = re.compile(r"\{[^{}]*\}")
 _MICRO = str.maketrans({"\u00b5": "u", "\u03bc": "u"})
 
 
+@lru_cache(maxsize=1024)  # a handful of spellings recur on every result
 def _key(spelling: str) -> str:
     """The spelling without annotations, spaces, micro signs; "10*3{cells}/uL" -> "10*3/uL"."""
     text = _ANNOTATION.sub("", spelling.translate(_MICRO)).replace(" ", "")

@@ -17,6 +17,7 @@ from bench.patients import (
     LAB_PANEL,
     PREFETCH_KEYS,
     UCUM,
+    generate_history_heavy,
     generate_record,
     hook_request,
 )
@@ -27,7 +28,7 @@ NOW = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)
 @pytest.mark.parametrize(
     "module",
     ["bench.patients", "bench.load", "bench.servers", "bench.fhir_stub", "bench.baseline_app",
-     "bench.profile_hook", "bench.run"],
+     "bench.profile_hook", "bench.run", "bench.wrk"],
 )
 def test_bench_module_imports(module):
     assert importlib.import_module(module) is not None
@@ -77,3 +78,28 @@ def test_request_without_prefetch_carries_fhir_server_and_token():
 def test_generator_is_deterministic_for_a_seed():
     assert generate_record(300, seed=7, now=NOW) == generate_record(300, seed=7, now=NOW)
     assert generate_record(300, seed=7, now=NOW) != generate_record(300, seed=8, now=NOW)
+
+
+def test_history_heavy_patient_is_mostly_past_and_valid_r4():
+    record = generate_history_heavy(200, now=NOW)
+    assert record.size == 200 == len({(r["resourceType"], r["id"]) for r in record.all_resources()})
+    meds = record.by_key["medicationRequests"]
+    ended = [m for m in meds if m["status"] in ("stopped", "completed")]
+    resolved = [c for c in record.by_key["conditions"] if c["clinicalStatus"]["coding"][0]["code"] == "resolved"]
+    assert len(ended) == 40 and len(resolved) == 20 and len(record.by_key["labs"]) >= 80
+    for resource in record.all_resources():
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+
+
+def test_wrk_result_line_is_parsed(monkeypatch):
+    """The Lua done() hook prints one JSON line; the harness reads only that line."""
+    import subprocess
+
+    from bench import wrk
+
+    line = ('BENCH {"requests": 400, "duration_us": 2000000, "socket_errors": 1, "status_errors": 2, '
+            '"p50_us": 2500, "p95_us": 4000, "p99_us": 9000, "mean_us": 2700.5, "max_us": 12000}')
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, "Running...\n" + line, ""))
+    result = wrk._run_wrk("/usr/bin/wrk", 1, "/x", b"{}", 8, 2)
+    assert result == {"generator": "wrk", "clients": 8, "requests": 400, "errors": 3, "elapsed_s": 2.0,
+                      "rps": 199.0, "p50_ms": 2.5, "p95_ms": 4.0, "p99_ms": 9.0, "mean_ms": 2.7, "max_ms": 12.0}

@@ -754,3 +754,37 @@ def test_valid_request_after_a_burst_still_gets_the_right_cards(make_app, sample
     stored = post_bytes(client, SIGN_FEEDBACK, json.dumps(feedback_body()).encode(), headers=token(SIGN_FEEDBACK))
     assert checked(stored, {200}) == {"stored": 1}
     assert checked(client.get("/cds-services"), {200}) == discovery
+
+
+# --- nesting inside the prefetch: checked on what is read -------------------------------
+
+def test_a_prefetch_resource_nested_too_deep_is_reported_and_the_rest_is_checked(hostile, sample_request):
+    """The limit applies to every structure the service reads: a read resource nested past it is
+    named on check-unavailable and not read; the call itself still answers."""
+    body = copy.deepcopy(sample_request)
+    neutrophils = body["prefetch"]["labs"]["entry"][1]["resource"]
+    neutrophils["valueQuantity"]["extension"] = [{"url": "http://example.org/x", "valueString": "x",
+                                                 "extension": nest(DEFAULT_MAX_DEPTH, "list")}]
+    cards = service_cards(post(hostile, SIGN, body))
+    assert_right_cards(cards)  # the platelet result was read as usual
+    assert f"{neutrophils['resourceType']}/{neutrophils['id']} is nested deeper than 64 levels" in \
+        unavailable_detail(cards)
+
+
+def test_an_unread_prefetch_resource_may_nest_deeper_than_the_limit(hostile, sample_request):
+    """A resource no check reads (a glucose result) is never turned into Python, whatever its depth."""
+    body = copy.deepcopy(sample_request)
+    body["prefetch"]["labs"]["entry"].append({"resource": {
+        "resourceType": "Observation", "id": "glucose-1", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+        "subject": {"reference": f"Patient/{body['context']['patientId']}"}, "note": nest(200, "list")}})
+    assert_right_cards(service_cards(post(hostile, SIGN, body)))
+
+
+def test_nesting_past_what_the_parser_takes_is_400_anywhere(hostile, sample_request):
+    """simdjson refuses past 1,024 levels; the exact path then names the configured limit."""
+    body = copy.deepcopy(sample_request)
+    body["prefetch"]["labs"]["entry"][0]["resource"]["note"] = "DEEP"
+    text = json.dumps(body).replace('"DEEP"', "[" * 1100 + "]" * 1100)
+    response = post_bytes(hostile, SIGN, text.encode())
+    assert "nested deeper than 64 levels" in checked(response, {400})["issue"][0]["diagnostics"]
