@@ -80,6 +80,7 @@ def test_wheel_requires_the_runtime_dependencies_and_puts_test_tools_behind_extr
     unconditional = {canonicalize_name(Requirement(r).name) for r in required if Requirement(r).marker is None}
     assert unconditional == {
         "flask", "fhir-resources", "requests", "sqlalchemy", "gunicorn", "pyjwt", "cryptography", "psycopg",
+        "orjson", "pysimdjson",
     }
     assert "Requires-Python: >=3.11" in metadata.splitlines()
 
