@@ -129,7 +129,7 @@ async def _client(
                 writer.write(payload)
                 await writer.drain()
                 status, body, keep_alive = await asyncio.wait_for(_read_response(reader), timeout)
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as error:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as error:
                 statuses["exception"] += 1
                 errors.append(f"{type(error).__name__}: {error}"[:300])
                 writer.close()

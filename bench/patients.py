@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -179,7 +180,7 @@ def allocate(size: int) -> dict[str, int]:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _quantity(value: float, unit: str) -> dict[str, Any]:
@@ -372,7 +373,7 @@ def generate_record(
     size: int = 200, *, seed: int = 0, patient_id: str = "bench-1", now: datetime | None = None
 ) -> PatientRecord:
     """A deterministic chart of exactly ``size`` resources for ``patient_id``."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     rng = random.Random(seed)
     counts = allocate(size)
     patient = {

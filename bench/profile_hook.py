@@ -21,7 +21,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.patients import generate_record, hook_request  # noqa: E402
+from bench.patients import generate_record, hook_request
 
 SIGN = "/cds-services/ixabepilone-order-sign"
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -30,17 +30,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.load import run_load  # noqa: E402
-from bench.patients import generate_record, hook_request  # noqa: E402
-from bench.servers import ROOT, MemorySampler, start_fhir_stub, start_gunicorn  # noqa: E402
+from bench.load import run_load
+from bench.patients import generate_record, hook_request
+from bench.servers import ROOT, MemorySampler, start_fhir_stub, start_gunicorn
 
 SIGN = "/cds-services/ixabepilone-order-sign"
 RESULTS = ROOT / "bench" / "results"
@@ -205,7 +206,7 @@ def evaluate_targets(rows: list[dict[str, Any]], delay: float) -> dict[str, Any]
 
 def run(plan: Plan, delay: float, out_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     deadline = Deadline(plan.max_minutes)
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     record = generate_record(200, now=now)
     full_body = json.dumps(hook_request(record)).encode()
     rows: list[dict[str, Any]] = []
@@ -335,7 +336,7 @@ def print_summary(report: dict[str, Any]) -> None:
 
 def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = out_dir / f"{stamp}-{report['mode']}.json"
     text = json.dumps(report, indent=1, default=str) + "\n"
     tmp = out_dir / "latest.json.tmp"

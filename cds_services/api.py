@@ -8,18 +8,18 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from .analytics import apply_silent_mode, record_served
 from .catalog import discovery_document, find_service
 from .errors import BadRequest, NotFound, Unauthorized
-from .security.audit import AUDIT_LOGGER, audit_record, log_audit
-from .security.tokens import AuthError
 from .feedback import parse_feedback
 from .pipeline import run_hook
 from .protocol import parse_hook_request, read_json
 from .runtime import runtime
+from .security.audit import AUDIT_LOGGER, audit_record, log_audit
+from .security.tokens import AuthError
 
 try:  # gunicorn raises its own parse errors from wsgi.input (a malformed chunk), not OSError
     from gunicorn.http.errors import ParseException as _ServerBodyError

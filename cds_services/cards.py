@@ -6,7 +6,8 @@ The spec forbids null and empty values other than an empty ``cards`` array
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .findings import Action, Finding, Suggestion
 

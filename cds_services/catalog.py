@@ -6,8 +6,9 @@ differ per hook, as discovery requires unique ids.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from fhir_mappings.codes import observation_query_codes, procedure_query_codes
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -23,8 +24,8 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
-    inspect,
     insert,
+    inspect,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -158,7 +159,7 @@ class FeedbackStore:
         create_tables(self.engine, [feedback_table])
 
     def add(self, service_id: str, items: Iterable[FeedbackItem], client_iss: str | None = None) -> int:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         rows = [
             {
                 "service_id": service_id,

@@ -6,8 +6,9 @@ rules never touch JSON shapes and the card builder never touches clinical logic.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 INDICATORS = ("info", "warning", "critical")
 

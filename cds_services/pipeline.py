@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from fhir_mappings import build_facts
 from fhir_mappings.drugs import drugs_of, exposure_of, may_name_drug, medication_of

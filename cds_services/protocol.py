@@ -9,8 +9,9 @@ import json
 import math
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .catalog import ORDER_SELECT, Service
 from .errors import BadRequest, UnsupportedMediaType

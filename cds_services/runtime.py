@@ -5,9 +5,10 @@ apps (tests create many) never share a database, a session or a clock.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from flask import current_app
 

@@ -6,8 +6,9 @@ in :mod:`fhir_mappings.facts`, so the rules can be tested with plain data.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from fhir.resources.R4B.resource import Resource
 
@@ -17,7 +18,13 @@ from .facts import Dose, DrugUse, PatientFacts
 from .labs import Patient, latest_labs
 from .reading import source_json, unreadable_elements
 from .status import (
-    PREGNANCY_ENDED, allergies, condition_evidence, current, live_vaccines, ordered_live_vaccine, radiotherapy,
+    PREGNANCY_ENDED,
+    allergies,
+    condition_evidence,
+    current,
+    live_vaccines,
+    ordered_live_vaccine,
+    radiotherapy,
     reproductive_observations,
 )
 

@@ -6,7 +6,7 @@ mappings needs one kind of value, in UTC.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 
@@ -15,9 +15,9 @@ def to_utc(value: Any) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
     if isinstance(value, str):
         return parse_fhir_datetime(value)
     return None
@@ -28,15 +28,15 @@ def parse_fhir_datetime(text: str) -> datetime | None:
     text = text.strip()
     try:
         if len(text) == 4 and text.isdigit():
-            return datetime(int(text), 1, 1, tzinfo=timezone.utc)
+            return datetime(int(text), 1, 1, tzinfo=UTC)
         if len(text) == 7 and text[4] == "-":
-            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=timezone.utc)
+            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=UTC)
         if len(text) == 10:
-            return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+            return datetime.fromisoformat(text).replace(tzinfo=UTC)
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def period_time(period: Any) -> datetime | None:

@@ -251,7 +251,7 @@ def _resolve(reference: str, resource: Any, medications: Mapping[str, Any]) -> A
     found = medications.get(reference)
     if found is not None:
         return found
-    parts = reference.split("/_history/")[0].rstrip("/").split("/")
+    parts = reference.split("/_history/", maxsplit=1)[0].rstrip("/").split("/")
     if len(parts) >= 2 and parts[-2] == "Medication":
         return medications.get(f"Medication/{parts[-1]}")
     return None
@@ -416,7 +416,7 @@ def _text_exposure(text: str | None) -> str | None:
 def _concept_texts(concept: Any) -> list[str]:
     if concept is None:
         return []
-    return [t for t in [concept.text, *((c.display for c in concept.coding or []))] if t]
+    return [t for t in [concept.text, *(c.display for c in concept.coding or [])] if t]
 
 
 def _route_exposure(route: Any) -> tuple[str, str] | None:

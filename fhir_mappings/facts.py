@@ -7,9 +7,10 @@ All datetimes are timezone-aware UTC.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 # Analyte keys used in PatientFacts.labs. Canonical units per analyte:
 #   neutrophils, wbc, platelets: "cells/mm3"

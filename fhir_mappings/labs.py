@@ -16,22 +16,23 @@ rules say "cannot verify" instead of guessing (codes.md, unit guard).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from .codes import ANALYTE_BY_LOINC, CODES, LOINC, SNOMED, canonical_system
 from .dates import period_time, to_utc
 from .facts import LabValue
 from .reading import unreadable_elements
-from .units import implausible, quantity_to_canonical, to_canonical, unit_of
+from .units import implausible, quantity_to_canonical
 
 USABLE_STATUS = frozenset({"final", "amended", "corrected"})
 PRELIMINARY_STATUS = frozenset({"preliminary", "registered"})
 # Results dated a little after "now" are the EHR's clock running ahead of ours,
 # not results from the future (a project judgment, not a clinical threshold).
 CLOCK_SKEW = timedelta(minutes=5)
-_OLDEST = datetime.min.replace(tzinfo=timezone.utc)
+_OLDEST = datetime.min.replace(tzinfo=UTC)
 
 COMPARATORS = ("<=", ">=", "<", ">")
 _SYMBOLS = {"\u2264": "<=", "\u2265": ">="}

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -65,7 +65,7 @@ _MAX_REPAIRS = 16  # list-for-object repairs per element; more means the element
 _PRIVATE = "ixa_read"  # key in pydantic's per-instance private storage (never serialised by model_dump)
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_class(resource_type: str) -> type[Resource] | None:
     """The R4B model class of a resource type, or None when it is not one."""
     try:
@@ -74,7 +74,7 @@ def model_class(resource_type: str) -> type[Resource] | None:
         return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _required(resource_type: str) -> tuple[str, ...]:
     """Fields without a default: model_construct leaves them unset (an AttributeError), so they are
     set to None when absent: a required element that is missing is as absent as an optional one."""
@@ -83,7 +83,7 @@ def _required(resource_type: str) -> tuple[str, ...]:
     return tuple(name for name, info in model.model_fields.items() if info.is_required())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _adapter(resource_type: str, element: str) -> TypeAdapter[Any]:
     model = model_class(resource_type)
     assert model is not None

@@ -18,19 +18,29 @@ with a usable final value are parsed (older ones cannot change the facts).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fhir.resources.R4B.resource import Resource
 
 from .codes import (
-    ANALYTE_BY_LOINC, CONDITION_SNOMED, CVX, ICD10CM, LIVE_VACCINE_CVX, LOINC, OBSERVATION_LOINC,
-    RADIOTHERAPY_SNOMED, SNOMED, canonical_system, cvx_key, icd10_kinds,
+    ANALYTE_BY_LOINC,
+    CONDITION_SNOMED,
+    CVX,
+    ICD10CM,
+    LIVE_VACCINE_CVX,
+    LOINC,
+    OBSERVATION_LOINC,
+    RADIOTHERAPY_SNOMED,
+    SNOMED,
+    canonical_system,
+    cvx_key,
+    icd10_kinds,
 )
 from .dates import parse_fhir_datetime
 from .drugs import may_name_known_drug
 from .labs import CLOCK_SKEW, PRELIMINARY_STATUS, USABLE_STATUS, has_value
-from .reading import READ_ELEMENTS, model_class, read_resource, unreadable_elements
+from .reading import model_class, read_resource, unreadable_elements
 
 __all__ = ["Resource", "parse_resource", "parse_resources", "resources_from_bundle"]
 
@@ -41,7 +51,7 @@ _CURRENT_STATEMENT = frozenset({"active", "intended"})
 # Ended courses in the record still matter for a while: a strong CYP3A4 inhibitor stopped within a week,
 # an ixabepilone cycle given within 3 weeks (issue 12 items 4 and 6). Kept when they name a drug we know.
 _ENDED_COURSE = frozenset({"completed", "stopped"})
-_OLDEST = datetime.min.replace(tzinfo=timezone.utc)
+_OLDEST = datetime.min.replace(tzinfo=UTC)
 _MAX_PROBLEM = 240
 
 # What each resource type feeds, for the sentence that names an element we could not read.
@@ -141,7 +151,7 @@ def _names_other_subject(reference: str, patient_id: str) -> str | None:
     """
     if reference.startswith("#") or reference.startswith("urn:"):
         return None
-    parts = reference.split("/_history/")[0].rstrip("/").split("/")
+    parts = reference.split("/_history/", maxsplit=1)[0].rstrip("/").split("/")
     if len(parts) < 2:
         return None
     rtype, rid = parts[-2], parts[-1]

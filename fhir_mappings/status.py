@@ -8,12 +8,22 @@ evidence here, so the rules never have to. Codes come from ``data/codes.json``
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from .codes import (
-    CODES, CONDITION_SNOMED, CVX, ICD10CM, LIVE_VACCINE_CVX, RADIOTHERAPY_SNOMED, REPRODUCTIVE_LOINC, SNOMED,
-    canonical_system, cvx_key, icd10_kinds,
+    CODES,
+    CONDITION_SNOMED,
+    CVX,
+    ICD10CM,
+    LIVE_VACCINE_CVX,
+    RADIOTHERAPY_SNOMED,
+    REPRODUCTIVE_LOINC,
+    SNOMED,
+    canonical_system,
+    cvx_key,
+    icd10_kinds,
 )
 from .dates import period_time, to_utc
 from .drugs import identify_concept, identify_text

@@ -31,12 +31,12 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fhir_server as fs  # noqa: E402 (scripts/ is not a package)
+import fhir_server as fs
 
 ROOT = fs.ROOT
 GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
@@ -262,7 +262,7 @@ def run(only: list[str], expected_file: Path = EXPECTED_FILE) -> int:
         fhir = fs.start()
         print(f"FHIR server   {fhir.base_url}  (pid {fhir.pid})", flush=True)
         checkpoint()
-        now = datetime.now(timezone.utc).replace(microsecond=0)
+        now = datetime.now(UTC).replace(microsecond=0)
         ids = fs.load_patients(fhir, now=now)
         print(f"loaded        {len(ids)} patients from {fs.PATIENTS_DIR.relative_to(ROOT)}", flush=True)
         checkpoint()

@@ -12,9 +12,10 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
@@ -126,7 +127,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                     "the service has not logged a card there yet"
                 )
             report = load_report(
-                engine, load_knowledge(settings.knowledge_path), now=now or datetime.now(timezone.utc),
+                engine, load_knowledge(settings.knowledge_path), now=now or datetime.now(UTC),
                 since_days=since, silent_rules=settings.silent_rules,
             )
         finally:

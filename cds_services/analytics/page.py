@@ -8,9 +8,10 @@ for each number, and the definitions at the bottom.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from html import escape
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 # Colours chosen to stay apart for the common colour-vision deficiencies (blue/orange), with grey for silent.
 FIRED, OVERRIDDEN, SILENT, THRESHOLD, GRID, INK = "#2b6cb0", "#dd6b20", "#a0aec0", "#c53030", "#e2e8f0", "#1a202c"

@@ -30,9 +30,10 @@ Definitions, stated once here and on the page:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 FATIGUE_OVERRIDE_RATE = 0.90  # flag above this rate (issue 14)
 FATIGUE_MIN_CARDS = 30  # ... over at least this many answered cards (issue 14)
@@ -41,7 +42,7 @@ TOP_REASONS = 3
 
 def as_utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; every stored time is UTC."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _timestamp(value: Any) -> datetime:
@@ -49,7 +50,7 @@ def _timestamp(value: Any) -> datetime:
     try:
         return as_utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
     except ValueError:
-        return datetime.min.replace(tzinfo=timezone.utc)
+        return datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ import atexit
 import logging
 import threading
 import weakref
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, String, Table, delete, insert, select
 from sqlalchemy.engine import Engine
@@ -87,7 +87,7 @@ def served_rows(
         topic = source.get("topic") if isinstance(source.get("topic"), Mapping) else {}
         suggestions = card.get("suggestions") if isinstance(card.get("suggestions"), list) else []
         rows.append({
-            "served_at": served_at.astimezone(timezone.utc),
+            "served_at": served_at.astimezone(UTC),
             "service_id": _fit(service_id, "service_id") or UNKNOWN,
             "hook": _fit(hook, "hook") or UNKNOWN,
             "rule_code": _fit(topic.get("code"), "rule_code") or UNKNOWN,
@@ -102,7 +102,7 @@ def served_rows(
 
 
 # Logs still open at interpreter exit get a last flush (see the module docstring).
-_open_logs: "weakref.WeakSet[ServedLog]" = weakref.WeakSet()
+_open_logs: weakref.WeakSet[ServedLog] = weakref.WeakSet()
 
 
 @atexit.register

@@ -9,10 +9,11 @@ entry, instead of a rule silently reading nothing at the bedside.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from fhir_mappings.drugs import known_drug_ids
 

@@ -9,7 +9,7 @@ must never be read as "safe".
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge

@@ -234,7 +234,6 @@ def adjusted_dose(facts: PatientFacts, kb: Knowledge) -> tuple[float, list[str]]
             reasons.append(f"hepatic impairment: {g.band.dose_text} [L §2.4]")
     if strong_inhibitor_uses(facts, kb):
         inhibitor = kb.value("strong-inhibitor-dose")  # [L §7] 20 mg/m2
-        if inhibitor < dose:
-            dose = inhibitor
+        dose = min(dose, inhibitor)
         reasons.append(f"strong CYP3A4 inhibitor: {num(inhibitor)} mg/m2 [L §7]")
     return dose, reasons

@@ -6,7 +6,7 @@ value is outside the CBC window (labs-missing reports the window separately).
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge

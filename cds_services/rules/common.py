@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from cds_services.findings import Action, Finding, Suggestion
 from cds_services.knowledge import Knowledge, Threshold

@@ -11,13 +11,12 @@ verify" at order-sign, never silence.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
+from cds_services.catalog import ORDER_SELECT
 from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import Dose, DrugUse, PatientFacts
-
-from cds_services.catalog import ORDER_SELECT
 
 from .assess import adjusted_dose
 from .common import age_days, day, escape_md, is_fresh, make, num, rule, usable

@@ -9,7 +9,7 @@ never dismissed) and the card says when they are outside the window.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge
@@ -33,6 +33,7 @@ from .common import (
     use_line,
     window,
 )
+
 
 def _value_line(facts: PatientFacts, kb: Knowledge, v: LiverValue, gilbert_excluded: bool = False) -> str:
     uln_note = (
@@ -95,7 +96,7 @@ def hepatic_combination(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]
         "ixabepilone contraindicated (boxed warning)"
     )
     lines = [_value_line(facts, kb, values[k]) for k in keys]
-    lines.append(f"- Capecitabine: " + "; ".join(use_line(u) for u in partners))
+    lines.append("- Capecitabine: " + "; ".join(use_line(u) for u in partners))
     lines += [
         "",
         f"**Label (boxed warning):** with capecitabine, IXEMPRA is contraindicated when AST or ALT > "

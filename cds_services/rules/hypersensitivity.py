@@ -14,7 +14,7 @@ opposite of its summary: critical cards cancel, warning cards premedicate.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from cds_services.findings import Action, Finding, Suggestion
 from cds_services.knowledge import Knowledge

@@ -16,8 +16,8 @@ the interacting draft (issue 12 item 6).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Iterator
 
 from cds_services.findings import Action, Finding, Suggestion
 from cds_services.knowledge import Interaction, Knowledge
@@ -25,7 +25,13 @@ from fhir_mappings.drugs import drug_name
 from fhir_mappings.facts import DrugUse, PatientFacts
 
 from .assess import (
-    adjusted_dose, chronic_inducers, interacting_uses, ixabepilone_regimen, local_uses, matches_of, stop_date,
+    adjusted_dose,
+    chronic_inducers,
+    interacting_uses,
+    ixabepilone_regimen,
+    local_uses,
+    matches_of,
+    stop_date,
     strong_inhibitor_uses,
 )
 from .common import age_days, cite, day, escape_md, make, names, num, reduce_orders, rule, use_line

@@ -7,7 +7,7 @@ in for a missing ANC unless it already proves the count low.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge

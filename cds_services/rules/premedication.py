@@ -6,7 +6,8 @@ CYP3A4. The create suggestions are independent (selection "any").
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from cds_services.findings import Action, Finding, Suggestion
 from cds_services.knowledge import Knowledge, PremedDrug

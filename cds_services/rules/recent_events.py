@@ -6,7 +6,7 @@ be recent, and silence would read as "none".
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from cds_services.findings import Action, Finding, Suggestion
 from cds_services.knowledge import Knowledge

@@ -5,7 +5,7 @@ patient-facing source lists it as a contraindication. We take the stricter.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge

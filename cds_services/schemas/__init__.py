@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,7 @@ def _file_for(name: str) -> str:
         raise KeyError(f"no schema named {name!r}; known: {known}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read(filename: str) -> dict[str, Any]:
     return json.loads((SCHEMA_DIR / filename).read_text(encoding="utf-8"))
 
@@ -52,7 +52,7 @@ def load_schema(name: str) -> dict[str, Any]:
     return copy.deepcopy(_read(_file_for(name)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(name: str) -> Draft202012Validator:
     """A cached validator for one message schema, with format checking on.
 

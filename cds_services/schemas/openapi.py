@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import SCHEMA_DIR, OPENAPI_FILE, SCHEMA_FILES, load_schema
+from . import OPENAPI_FILE, SCHEMA_DIR, SCHEMA_FILES, load_schema
 
 VERSION = "0.1.0"  # pyproject.toml [project].version
 SERVICES = {"ixabepilone-order-select": "order-select", "ixabepilone-order-sign": "order-sign"}

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 AUDIT_LOGGER = "cds.audit"
@@ -85,9 +85,9 @@ def audit_record(**fields: Any) -> dict[str, Any]:
         raise ValueError(f"audit event must be one of {EVENTS}, not {event!r}")
     when = fields.pop("time", None)
     if when is None:
-        when = datetime.now(timezone.utc)
+        when = datetime.now(UTC)
     if isinstance(when, datetime):
-        when = when.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        when = when.astimezone(UTC).isoformat(timespec="milliseconds")
     record: dict[str, Any] = {"time": _clean_string(when), "event": event}
     dropped: list[str] = []
     for name, value in fields.items():

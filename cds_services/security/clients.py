@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
 
 from cds_services.config import ConfigError as _SettingsConfigError
+
 from .algorithms import ALLOWED_ALGORITHMS
 from .fhir_access import FhirServerNotAllowed, parse_base_url
 
