@@ -20,7 +20,6 @@ from sqlalchemy import select
 from cds_services.analytics.store import served_table
 from cds_services.config import ConfigError
 from cds_services.runtime import EXTENSION
-from tests.signing import bearer, client_claims, generate_ec_key, make_jwks, sign_token
 from tests.analytics_support import (
     SELECT,
     SIGN,
@@ -34,6 +33,7 @@ from tests.analytics_support import (
     send_feedback,
 )
 from tests.conftest import FIXED_NOW
+from tests.signing import bearer, client_claims, generate_ec_key, make_jwks, sign_token
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ import io
 import json
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote, quote_from_bytes
 
 import pytest
@@ -63,7 +64,7 @@ _OUTCOME = Draft202012Validator(load_schema("openapi")["components"]["schemas"][
 class NoNetwork(requests.Session):
     """The FHIR client's session: no hostile request may reach the network."""
 
-    def send(self, request, **kwargs):  # noqa: ANN001 - requests' signature
+    def send(self, request, **kwargs):
         raise requests.ConnectionError(f"test: no network ({request.url})")
 
 

@@ -38,7 +38,7 @@ def _configure(loaded, max_examples: int = MAX_EXAMPLES):
 class NoNetwork(requests.Session):
     """The FHIR client's session: a fuzzed fhirServer must never be called."""
 
-    def send(self, request, **kwargs):  # noqa: ANN001 - requests' signature
+    def send(self, request, **kwargs):
         raise requests.ConnectionError(f"test: no network ({request.url})")
 
 

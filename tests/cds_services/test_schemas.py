@@ -7,10 +7,10 @@ schema that rejects the document for some other reason does not pass.
 """
 from __future__ import annotations
 
-import copy
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -407,7 +407,7 @@ def test_openapi_passes_openapi_spec_validator():
 def test_openapi_documents_the_services_of_the_catalog():
     from cds_services.catalog import SERVICES as CATALOG
 
-    assert SERVICES == {service.id: service.hook for service in CATALOG}
+    assert {service.id: service.hook for service in CATALOG} == SERVICES
 
 
 def test_discovery_document_of_the_service_validates():

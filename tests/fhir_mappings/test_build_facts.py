@@ -1,7 +1,6 @@
 """build_facts: drafts, orders, current medications, statuses and problems together."""
 from __future__ import annotations
 
-
 from fhir_mappings import build_facts
 from fhir_mappings.resources import parse_resources, resources_from_bundle
 from tests.fhir_mappings.fhirdata import NOW, PATIENT, fixture, medication_request, model, observation, raw, rxnorm

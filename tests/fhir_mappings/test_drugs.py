@@ -6,7 +6,14 @@ import json
 import pytest
 
 from fhir_mappings.drugs import (
-    DATA_FILE, drugs_of, identify_concept, identify_text, known_drug_ids, may_name_known_drug, normalize_ndc, read_dose,
+    DATA_FILE,
+    drugs_of,
+    identify_concept,
+    identify_text,
+    known_drug_ids,
+    may_name_known_drug,
+    normalize_ndc,
+    read_dose,
 )
 from tests.fhir_mappings.fhirdata import fixture, medication_request, model, raw, rxnorm
 

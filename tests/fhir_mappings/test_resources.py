@@ -1,13 +1,8 @@
 """Parsing: one bad resource does not sink the rest; no other patient's data; duplicates once."""
 from __future__ import annotations
 
-import dataclasses
-import json
-from pathlib import Path
-
 import pytest
 
-from scripts.fhir_server import read_bundle
 from fhir_mappings.reading import READ_ELEMENTS, unreadable_elements
 from fhir_mappings.resources import parse_resource, parse_resources, resources_from_bundle
 from tests.fhir_mappings.fhirdata import NOW, PATIENT, observation, raw

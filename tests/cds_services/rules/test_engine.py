@@ -7,7 +7,6 @@ from collections import Counter
 from cds_services import rules
 from cds_services.rules import evaluate
 from fhir_mappings.facts import Dose
-from tests.support import markdown_text
 from tests.cds_services.rules.conftest import (
     add_meds,
     allergy,
@@ -19,6 +18,7 @@ from tests.cds_services.rules.conftest import (
     only,
     with_labs,
 )
+from tests.support import markdown_text
 
 
 def messy_facts():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -60,7 +60,7 @@ def test_time_defaults_to_now_in_utc():
     record = audit_record(event="feedback", status=200, outcome="ok")
     when = datetime.fromisoformat(record["time"])
     assert when.utcoffset() == timedelta(0)
-    assert abs((datetime.now(timezone.utc) - when).total_seconds()) < 5
+    assert abs((datetime.now(UTC) - when).total_seconds()) < 5
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ from cds_services.security.jwks import (
     KeyNotFound,
     UnknownIssuer,
 )
-from tests.signing import bearer, client_claims, generate_ec_key, make_jwks, sign_token
 from cds_services.security.tokens import AuthError
+from tests.signing import bearer, client_claims, generate_ec_key, make_jwks, sign_token
 
 from .conftest import AUDIENCE, FETCH_ISS, JKU_URL, JWKS_URL, TENANT
 

@@ -3,7 +3,7 @@ across store instances sharing one database (workers, replicas)."""
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import create_engine, func, select
