@@ -56,7 +56,8 @@ def create_app(
     if settings.silent_rules:
         logging.getLogger("cds.analytics").warning(
             "SILENT MODE for %s (CDS_SILENT_RULES): their cards are computed and logged for the analytics "
-            "but not returned to the EHR", "every rule" if "*" in settings.silent_rules else ", ".join(settings.silent_rules),
+            "but not returned to the EHR",
+            "every rule" if "*" in settings.silent_rules else ", ".join(settings.silent_rules),
         )
     database_url = settings.database_url
     if database_url is None:
@@ -88,8 +89,11 @@ def create_app(
             else MemoryReplayStore()
         )
         verifier = ClientVerifier(
-            clients, JwksCache(clients, session or requests.Session()), replay,
-            settings.jwt_max_lifetime, settings.jwt_leeway,
+            clients,
+            JwksCache(clients, session or requests.Session()),
+            replay,
+            max_lifetime_seconds=settings.jwt_max_lifetime,
+            leeway_seconds=settings.jwt_leeway,
         )
     feedback = FeedbackStore(database_url)
     clock = clock or _utc_now
@@ -118,7 +122,7 @@ def create_app(
 def __getattr__(name: str) -> Any:
     """``app.app`` is built on first use, so importing this module has no side effects."""
     if name == "app":
-        global app
+        global app  # noqa: PLW0603 (PEP 562: built once, then found without calling __getattr__ again)
         app = create_app()
         return app
     raise AttributeError(name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from http import HTTPStatus
 
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -18,6 +19,7 @@ from .feedback import parse_feedback
 from .pipeline import run_hook
 from .protocol import parse_hook_request, read_json
 from .runtime import runtime
+from .schemas import load_schema
 from .security.audit import AUDIT_LOGGER, audit_record, log_audit
 from .security.tokens import AuthError
 
@@ -81,7 +83,7 @@ def _audit(response):
         card_count=len(result.cards) if result else 0,
         latency_ms=round((time.perf_counter() - started) * 1000, 1),
         status=response.status_code,
-        outcome="ok" if response.status_code < 400 else "error",
+        outcome="ok" if response.status_code < HTTPStatus.BAD_REQUEST else "error",
         patient_id=context.get("patientId") if isinstance(context.get("patientId"), str) else None,
     ))
     return response
@@ -157,8 +159,8 @@ def call_service(service_id: str) -> ResponseReturnValue:
     hook_request = parse_hook_request(_body(), service)
     cds = runtime()
     result = run_hook(
-        hook_request, cds.kb, cds.fhir, cds.clock,
-        _fhir_servers_for(cds), cds.settings.allow_http_fhir, cds.settings.fhir_deadline,
+        hook_request, cds.kb, cds.fhir, cds.clock, allowed_servers=_fhir_servers_for(cds),
+        allow_http=cds.settings.allow_http_fhir, fhir_deadline=cds.settings.fhir_deadline,
     )
     result, silent_cards = apply_silent_mode(result, cds.settings.silent_rules)  # CDS_SILENT_RULES
     request.environ["cds.result"] = result  # for the audit log
@@ -180,8 +182,6 @@ def feedback(service_id: str) -> ResponseReturnValue:
 @bp.get("/openapi.json")
 def openapi() -> ResponseReturnValue:
     """The OpenAPI 3.1 description of this service, built from the CDS Hooks schemas."""
-    from .schemas import load_schema
-
     return jsonify(load_schema("openapi"))
 
 

@@ -32,7 +32,8 @@ def prefetch_templates() -> dict[str, str]:
         # completed and stopped too: a strong CYP3A4 inhibitor stopped in the last week and an ixabepilone
         # cycle given in the last 3 weeks still matter (issue 12 items 4 and 6); the rules apply the windows.
         "medicationRequests": f"MedicationRequest?patient={pid}&status=active,on-hold,completed,stopped&_count=100",
-        "medicationStatements": f"MedicationStatement?patient={pid}&status=active,intended,completed,stopped&_count=100",
+        "medicationStatements": f"MedicationStatement?patient={pid}"
+        "&status=active,intended,completed,stopped&_count=100",
         "labs": f"Observation?patient={pid}&code={','.join(observation_query_codes('labs'))}"
         "&_sort=-date&_count=100",
         "vitals": f"Observation?patient={pid}&code={','.join(observation_query_codes('vitals'))}"

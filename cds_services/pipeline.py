@@ -16,6 +16,7 @@ from typing import Any
 
 from fhir_mappings import build_facts
 from fhir_mappings.drugs import drugs_of, exposure_of, may_name_drug, medication_of
+from fhir_mappings.references import reference_of
 from fhir_mappings.resources import parse_resources, resources_from_bundle
 from fhir_mappings.status import ordered_live_vaccine
 
@@ -34,11 +35,6 @@ IXABEPILONE = "ixabepilone"
 class HookResult:
     cards: list[dict[str, Any]]
     findings: list[Finding]
-
-
-def _reference(resource: Any) -> str | None:
-    rid = getattr(resource, "id", None)
-    return f"{resource.get_resource_type()}/{rid}" if rid else None
 
 
 @dataclass(frozen=True)
@@ -89,7 +85,7 @@ def orders_in_scope(
     selected = set(request.selections)
     for order in drafts:
         ids, _, _ = drugs_of(order, medications)
-        ref = _reference(order) or f"#{id(order)}"
+        ref = reference_of(order) or f"#{id(order)}"
         if IXABEPILONE in ids:
             ixabepilone.add(ref)
             continue
@@ -123,6 +119,7 @@ def run_hook(
     kb: Any,
     client: FhirClient,
     now: Callable[[], datetime],
+    *,
     allowed_servers: tuple[str, ...] = (),
     allow_http: bool = False,
     fhir_deadline: float | None = None,
@@ -132,7 +129,7 @@ def run_hook(
     draft_raw = resources_from_bundle(request.draft_orders)
     parsed_drafts, draft_problems = parse_resources(draft_raw, request.patient_id)
     medications = {
-        ref: r for r in parsed_drafts if r.get_resource_type() == "Medication" and (ref := _reference(r))
+        ref: r for r in parsed_drafts if r.get_resource_type() == "Medication" and (ref := reference_of(r))
     }
     drafts = [r for r in parsed_drafts if r.get_resource_type() != "Medication"]
     scope = orders_in_scope(request, drafts, medications, kb.interacting_drugs,
@@ -141,13 +138,16 @@ def run_hook(
         # An ixabepilone draft we could not read must not turn into silence: say so.
         parsed_refs = {f"{r.get_resource_type()}/{r.id}" for r in parsed_drafts if r.id}
         lost = [raw for raw in draft_raw if isinstance(raw, dict)
-                and f"{raw.get('resourceType')}/{raw.get('id')}" not in parsed_refs and may_name_drug(raw, "ixabepilone")]
+                and f"{raw.get('resourceType')}/{raw.get('id')}" not in parsed_refs
+                and may_name_drug(raw, "ixabepilone")]
         if lost and draft_problems:
             findings = unreadable_order(draft_problems, kb)
             return HookResult(cards=build_cards(findings, kb), findings=findings)
         return HookResult(cards=[], findings=[])
 
-    gathered = gather(request, prefetch_templates(), client, allowed_servers, allow_http, deadline)
+    gathered = gather(
+        request, prefetch_templates(), client, allowed_servers=allowed_servers, allow_http=allow_http, deadline=deadline
+    )
     moment = now()  # one "now" for the whole call: parsing skips results older than the newest
     record, record_problems = parse_resources(gathered.resources, request.patient_id, now=moment, record=True)
     facts = build_facts(

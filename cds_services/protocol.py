@@ -93,7 +93,8 @@ def _check_surrogates(value: Any) -> None:
         kind = type(node)
         if kind is str:
             if _LONE_SURROGATE.search(node):
-                raise BadRequest("a string in the request body holds an unpaired surrogate (a lone \\uD800-\\uDFFF escape)")
+                raise BadRequest(
+                    "a string in the request body holds an unpaired surrogate (a lone \\uD800-\\uDFFF escape)")
         elif kind is dict:
             stack.extend(node.keys())
             stack.extend(node.values())
@@ -123,6 +124,7 @@ def _check_depth(value: Any, max_depth: int) -> None:
 
 
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatype "id"
+MAX_HOOK_INSTANCE = 128  # characters; it is logged on every audit line
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,7 @@ def parse_hook_request(body: Any, service: Service) -> HookRequest:
     hook_instance = _require_string(body, "hookInstance", "")
     # Spec 2.0: a UUID. Any short string is accepted (some test clients send other ids), but it is
     # logged on every audit line, so it stays short and printable.
-    if len(hook_instance) > 128 or not hook_instance.isprintable():
+    if len(hook_instance) > MAX_HOOK_INSTANCE or not hook_instance.isprintable():
         raise BadRequest("hookInstance must be a UUID (at most 128 printable characters)", expression=["hookInstance"])
     context = body.get("context")
     if not isinstance(context, dict):
@@ -225,7 +227,8 @@ def parse_hook_request(body: Any, service: Service) -> HookRequest:
         # OAuth token types are case-insensitive (RFC 6749 §5.1, "token_type ... Value is case
         # insensitive"); clients send "bearer" as often as "Bearer".
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            raise BadRequest("fhirAuthorization.token_type must be 'Bearer'", expression=["fhirAuthorization.token_type"])
+            raise BadRequest("fhirAuthorization.token_type must be 'Bearer'",
+                             expression=["fhirAuthorization.token_type"])
         token_patient = _optional_string(auth, "patient", "fhirAuthorization.")
         if token_patient is not None and token_patient != patient_id:
             raise BadRequest(

@@ -17,6 +17,7 @@ from .drugs import course_end, drugs_of, exposure_of, has_medication, medication
 from .facts import Dose, DrugUse, PatientFacts
 from .labs import Patient, latest_labs
 from .reading import source_json, unreadable_elements
+from .references import reference_of
 from .status import (
     PREGNANCY_ENDED,
     allergies,
@@ -48,10 +49,6 @@ def _by_type(resources: Sequence[Any]) -> dict[str, list[Any]]:
     return out
 
 
-def _ref(resource: Any) -> str | None:
-    return f"{resource.get_resource_type()}/{resource.id}" if resource.id else None
-
-
 def _date(resource: Any) -> datetime | None:
     if resource.get_resource_type() == "MedicationRequest":
         return to_utc(resource.authoredOn)
@@ -79,7 +76,7 @@ def _use(resource: Any, medications: dict[str, Any], origin: str) -> DrugUse:
         display=display or "(unnamed medication)",
         origin=origin,
         status=resource.status,
-        ref=_ref(resource),
+        ref=reference_of(resource),
         date=_date(resource),
         dose=doses[0] if doses else None,
         matched_by=how,
@@ -114,6 +111,7 @@ def build_facts(
     draft_orders: Sequence[Resource],
     patient_id: str,
     now: datetime,
+    *,
     problems: Sequence[str] = (),
     unavailable: Mapping[str, str] | None = None,
     hook: str | None = None,
@@ -148,7 +146,7 @@ def build_facts(
                                            ("MedicationStatement", "statement", _STATEMENT_ACTIVE, _STATEMENT_ENDED)):
         for item in record.get(rtype, []):
             if (not has_medication(item) or getattr(item, "intent", None) in _REQUEST_NOT_AN_ORDER
-                    or getattr(item, "doNotPerform", None) or _ref(item) in draft_refs):
+                    or getattr(item, "doNotPerform", None) or reference_of(item) in draft_refs):
                 continue
             if item.status in ended:
                 if (use := _use(item, medications, origin)).drugs:

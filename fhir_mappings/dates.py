@@ -27,13 +27,13 @@ def parse_fhir_datetime(text: str) -> datetime | None:
     """A FHIR date/dateTime/instant string in UTC, or None when it is not one."""
     text = text.strip()
     try:
-        if len(text) == 4 and text.isdigit():
+        if len(text) == len("YYYY") and text.isdigit():
             return datetime(int(text), 1, 1, tzinfo=UTC)
-        if len(text) == 7 and text[4] == "-":
+        if len(text) == len("YYYY-MM") and text[4] == "-":
             return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=UTC)
-        if len(text) == 10:
+        if len(text) == len("YYYY-MM-DD"):
             return datetime.fromisoformat(text).replace(tzinfo=UTC)
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(text)  # Python 3.11 reads a "Z" offset
     except ValueError:
         return None
     return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)

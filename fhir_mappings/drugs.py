@@ -22,11 +22,15 @@ from .codes import ATC, LOCAL_ROUTES, LOCAL_WORDS, NDC, RXNORM, SYSTEMIC_ROUTES,
 from .codes import SNOMED as SNOMED_CT
 from .dates import to_utc
 from .facts import Dose
+from .references import split_reference
 
 _SYSTEMS = {"rxnorm": RXNORM, "ndc": NDC, "atc": ATC}
 _MATCHED_BY = {RXNORM: "rxnorm", NDC: "ndc", ATC: "atc"}
 
 DATA_FILE = Path(__file__).parent / "data" / "drugs.json"
+
+
+_NDC_SEGMENTS = (5, 4, 2)  # labeler-product-package digits of the 11-digit (HIPAA) NDC
 
 
 def normalize_ndc(code: str) -> str | None:
@@ -38,12 +42,11 @@ def normalize_ndc(code: str) -> str | None:
     """
     code = code.strip()
     parts = code.split("-")
-    if len(parts) == 3 and all(p.isdigit() for p in parts):
-        labeler, product, package = parts
-        if len(labeler) <= 5 and len(product) <= 4 and len(package) <= 2:
-            return labeler.zfill(5) + product.zfill(4) + package.zfill(2)
+    if len(parts) == len(_NDC_SEGMENTS) and all(p.isdigit() for p in parts):
+        if all(len(p) <= width for p, width in zip(parts, _NDC_SEGMENTS, strict=True)):
+            return "".join(p.zfill(width) for p, width in zip(parts, _NDC_SEGMENTS, strict=True))
         return None
-    if code.isdigit() and len(code) == 11:
+    if code.isdigit() and len(code) == sum(_NDC_SEGMENTS):
         return code
     return None
 
@@ -251,9 +254,9 @@ def _resolve(reference: str, resource: Any, medications: Mapping[str, Any]) -> A
     found = medications.get(reference)
     if found is not None:
         return found
-    parts = reference.split("/_history/", maxsplit=1)[0].rstrip("/").split("/")
-    if len(parts) >= 2 and parts[-2] == "Medication":
-        return medications.get(f"Medication/{parts[-1]}")
+    target = split_reference(reference)
+    if target is not None and target[0] == "Medication":
+        return medications.get(f"Medication/{target[1]}")
     return None
 
 
@@ -299,7 +302,8 @@ def has_medication(resource: Any) -> bool:
 
 def _quantity_raw(quantity: Any) -> str:
     comparator = quantity.comparator or ""
-    value = "" if quantity.value is None else f"{quantity.value:g}" if isinstance(quantity.value, float) else str(quantity.value)
+    value = quantity.value
+    value = "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
     return f"{comparator}{value} {quantity.unit or quantity.code or ''}".strip()
 
 

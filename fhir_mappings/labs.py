@@ -80,7 +80,7 @@ def _age_years(patient: Patient, when: datetime) -> float | None:
     if not patient.birth_date:
         return None
     try:
-        born = date.fromisoformat(patient.birth_date[:10]) if len(patient.birth_date) >= 10 else None
+        born = date.fromisoformat(patient.birth_date[:10]) if len(patient.birth_date) >= len("YYYY-MM-DD") else None
     except ValueError:
         return None
     return None if born is None else (when.date() - born).days / 365.25

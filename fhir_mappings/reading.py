@@ -188,7 +188,7 @@ def source_json(resource: Any) -> dict[str, Any] | None:
     """The resource as it was sent, with the elements we read in the shape we read them
     (a single object where R4 wants a list becomes a list of one); elements we do not read
     are kept exactly as sent. For echoing a draft order back in a suggestion."""
-    unreadable, raw, read_json = _private(resource)
+    _, raw, read_json = _private(resource)
     if raw is None:
         return None
     return {**copy.deepcopy(dict(raw)), **copy.deepcopy(read_json)}

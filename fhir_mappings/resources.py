@@ -41,6 +41,7 @@ from .dates import parse_fhir_datetime
 from .drugs import may_name_known_drug
 from .labs import CLOCK_SKEW, PRELIMINARY_STATUS, USABLE_STATUS, has_value
 from .reading import model_class, read_resource, unreadable_elements
+from .references import split_reference
 
 __all__ = ["Resource", "parse_resource", "parse_resources", "resources_from_bundle"]
 
@@ -92,11 +93,15 @@ def resources_from_bundle(bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [e["resource"] for e in entries if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)]
 
 
+_MAX_TYPE_NAME = 60  # longer than any R4 resource type: not one, so not echoed
+_MAX_ID = 64  # FHIR R4 datatype "id"
+
+
 def _label(raw: Mapping[str, Any]) -> str:
     rtype = raw.get("resourceType")
     rid = raw.get("id")
-    rtype = rtype if isinstance(rtype, str) and rtype.isalnum() and len(rtype) < 60 else "resource"
-    rid = rid if isinstance(rid, str) and len(rid) <= 64 else "(no id)"
+    rtype = rtype if isinstance(rtype, str) and rtype.isalnum() and len(rtype) < _MAX_TYPE_NAME else "resource"
+    rid = rid if isinstance(rid, str) and len(rid) <= _MAX_ID else "(no id)"
     return f"{rtype}/{rid}"
 
 
@@ -149,12 +154,12 @@ def _names_other_subject(reference: str, patient_id: str) -> str | None:
     patient; contained ("#x") and urn:uuid references cannot be resolved here
     and are kept.
     """
-    if reference.startswith("#") or reference.startswith("urn:"):
+    if reference.startswith(("#", "urn:")):
         return None
-    parts = reference.split("/_history/", maxsplit=1)[0].rstrip("/").split("/")
-    if len(parts) < 2:
+    target = split_reference(reference)
+    if target is None:
         return None
-    rtype, rid = parts[-2], parts[-1]
+    rtype, rid = target
     if rtype == "Patient" and rid == patient_id:
         return None
     return f"{rtype}/{rid}"
@@ -264,7 +269,8 @@ def _outcome_problem(raw: Mapping[str, Any]) -> str | None:
         details = issue.get("details") if isinstance(issue.get("details"), Mapping) else {}
         text = issue.get("diagnostics") or details.get("text") or issue.get("code") or "no details"
         texts.append(_short(str(text), 120))
-    return _short(f"The EHR returned an OperationOutcome instead of data: {'; '.join(texts) or 'no details'}.", _MAX_PROBLEM)
+    return _short(f"The EHR returned an OperationOutcome instead of data: {'; '.join(texts) or 'no details'}.",
+                  _MAX_PROBLEM)
 
 
 class _Parser:
@@ -303,7 +309,8 @@ class _Parser:
         if resource is None:
             return None
         self.problems.extend(element_problems(resource, label, draft=not self.record))
-        if (self.record and resource.get_resource_type() in _STATUS_REQUIRED and getattr(resource, "status", None) is None
+        if (self.record and resource.get_resource_type() in _STATUS_REQUIRED
+                and getattr(resource, "status", None) is None
                 and "status" not in unreadable_elements(resource)):
             self.problems.append(f"{label} has no status, so whether it is current cannot be told; "
                                  f"{WEAKENS[resource.get_resource_type()]} could not use it.")

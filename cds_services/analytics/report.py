@@ -48,7 +48,7 @@ def as_utc(moment: datetime) -> datetime:
 def _timestamp(value: Any) -> datetime:
     """outcomeTimestamp as stored (validated ISO 8601 with a zone); unreadable ones sort first."""
     try:
-        return as_utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+        return as_utc(datetime.fromisoformat(str(value)))
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)
 
@@ -223,7 +223,8 @@ def build_report(
         "by_indicator": [row("indicator", k, t) for k, t in sorted(indicators.items())],
         "by_service": [row("service_id", k, t) for k, t in sorted(services.items())],
         "weeks": [
-            {"week": f"{m.isocalendar()[0]}-W{m.isocalendar()[1]:02d}", "start": m.isoformat(), **t.counts(reason_display)}
+            {"week": f"{m.isocalendar()[0]}-W{m.isocalendar()[1]:02d}", "start": m.isoformat(),
+             **t.counts(reason_display)}
             for m, t in sorted(weeks.items())
         ],
     }

@@ -93,7 +93,8 @@ def served_rows(
             "rule_code": _fit(topic.get("code"), "rule_code") or UNKNOWN,
             "indicator": _fit(card.get("indicator"), "indicator") or UNKNOWN,
             "card_uuid": card_uuid,
-            "suggestion_uuids": [s["uuid"] for s in suggestions if isinstance(s, Mapping) and isinstance(s.get("uuid"), str)],
+            "suggestion_uuids": [s["uuid"] for s in suggestions
+                                 if isinstance(s, Mapping) and isinstance(s.get("uuid"), str)],
             "silent": silent,
             "client_iss": _fit(client_iss, "client_iss"),
             "client_tenant": _fit(client_tenant, "client_tenant"),

@@ -91,13 +91,15 @@ def _data_problems(facts: PatientFacts, kb: Knowledge, ran: frozenset[str], labs
             continue
         checks = ", ".join(kb.rule_display(code) for code in weakened)
         yield unavailable(kb, f"{kind} not read",
-                          f"prefetch.{kind} could not be had ({escape_md(why)}); checks that went without it: {checks}.")
+                          f"prefetch.{kind} could not be had ({escape_md(why)}); "
+                          f"checks that went without it: {checks}.")
     for key, lab in (facts.labs.items() if labs else ()):
         name = LAB_NAMES.get(key, key)
         if lab.value is None:
             where = f" ({escape_md(lab.ref)})" if lab.ref else ""
             raw = f" recorded as '{escape_md(lab.raw)}'" if lab.raw and not lab.raw.startswith("(") else ""
-            yield unavailable(kb, f"{name} unusable", f"latest {name}{where}{raw}: {escape_md(lab.problem or 'no value')}")
+            yield unavailable(kb, f"{name} unusable",
+                              f"latest {name}{where}{raw}: {escape_md(lab.problem or 'no value')}")
         elif (newer := lab.newer_unusable) is not None:
             where = f" ({escape_md(newer.ref)})" if newer.ref else ""
             yield unavailable(

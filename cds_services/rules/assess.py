@@ -166,7 +166,7 @@ def stop_date(facts: PatientFacts, use: DrugUse) -> tuple[datetime | None, str]:
     return None, "no date recorded"
 
 
-def recently_stopped(facts: PatientFacts, kb: Knowledge, drugs: frozenset[str], days: float) -> list[DrugUse]:
+def recently_stopped(facts: PatientFacts, drugs: frozenset[str], days: float) -> list[DrugUse]:
     """Stopped or completed systemic courses of ``drugs`` whose stop date lies within ``days`` of now."""
     if not facts.orders:
         return []  # a patient already on ixabepilone: only the order being written is weighed
@@ -188,7 +188,7 @@ def strong_inhibitor_uses(facts: PatientFacts, kb: Knowledge) -> Matches:
     """
     inhibitors = kb.drugs_of_class("strong-inhibitor")
     washout = kb.value("inhibitor-washout")  # [L §7] about 1 week
-    return matches_of(interacting_uses(facts) + recently_stopped(facts, kb, inhibitors, washout), inhibitors, kb)
+    return matches_of(interacting_uses(facts) + recently_stopped(facts, inhibitors, washout), inhibitors, kb)
 
 
 def ixabepilone_regimen(facts: PatientFacts, kb: Knowledge) -> list[DrugUse]:

@@ -230,7 +230,8 @@ def lab_text(facts: PatientFacts, lab: LabValue, *, whole: bool = False) -> str:
     assert lab.value is not None
     value = shown(lab, whole=whole)
     ref = f", {escape_md(lab.ref)}" if lab.ref else ""
-    plain = {f"{value} {lab.unit}", f"{value.replace(',', '')} {lab.unit}", f"{lab.comparator or ''}{lab.value:g} {lab.unit}"}
+    plain = {f"{value} {lab.unit}", f"{value.replace(',', '')} {lab.unit}",
+             f"{lab.comparator or ''}{lab.value:g} {lab.unit}"}
     raw = f"; recorded as {escape_md(lab.raw)}" if lab.raw and lab.raw.strip() not in plain else ""
     extra = "".join(f"; {n}" for n in (lab.note, newer_unusable_text(lab)) if n)
     return (f"{LAB_NAMES.get(lab.analyte, lab.analyte)}{lab_status(lab)} {value} {lab.unit} on {day(lab.effective)} "
@@ -364,7 +365,9 @@ def ordered_mg_per_m2(order: DrugUse, bsa: float | None) -> float | None:
 # The label's schedule [L §2]: "40 mg/m2 administered intravenously over 3 hours every
 # 3 weeks". A reduced dose keeps that schedule.
 INTRAVENOUS_ROUTE = {"system": SNOMED, "code": "47625008", "display": "Intravenous route"}
-EVERY_3_WEEKS_OVER_3_HOURS = {"repeat": {"frequency": 1, "period": 3, "periodUnit": "wk", "duration": 3, "durationUnit": "h"}}
+EVERY_3_WEEKS_OVER_3_HOURS = {
+    "repeat": {"frequency": 1, "period": 3, "periodUnit": "wk", "duration": 3, "durationUnit": "h"},
+}
 
 
 def with_dose(resource: Mapping[str, Any], mg_per_m2: float, reason: str) -> dict[str, Any]:
@@ -391,7 +394,8 @@ def with_dose(resource: Mapping[str, Any], mg_per_m2: float, reason: str) -> dic
     return out
 
 
-def reduce_orders(facts: PatientFacts, mg_per_m2: float, reason: str, bsa: float | None = None) -> tuple[Suggestion, ...]:
+def reduce_orders(facts: PatientFacts, mg_per_m2: float, reason: str,
+                  bsa: float | None = None) -> tuple[Suggestion, ...]:
     """Replace each ixabepilone draft whose dose is above ``mg_per_m2`` (needs the order's JSON)."""
     actions = []
     for order in facts.orders:
@@ -409,7 +413,8 @@ def reduce_orders(facts: PatientFacts, mg_per_m2: float, reason: str, bsa: float
         )
     if not actions:
         return ()
-    return (Suggestion(label=f"Reduce ixabepilone to {num(mg_per_m2)} mg/m2", actions=tuple(actions), is_recommended=True),)
+    label = f"Reduce ixabepilone to {num(mg_per_m2)} mg/m2"
+    return (Suggestion(label=label, actions=tuple(actions), is_recommended=True),)
 
 
 def since(facts: PatientFacts, days: float) -> datetime:

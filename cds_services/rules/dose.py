@@ -90,7 +90,8 @@ def dose_check(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
             if dose.mg is None and dose.mg_per_m2 is None:
                 raw = f" '{escape_md(dose.raw)}'" if dose.raw else ""
                 unknown.append((order, "dose unreadable",
-                                f"{escape_md(order.display)}: dose{raw}{_kind(dose) if dose.kind else ''} cannot be read "
+                                f"{escape_md(order.display)}: dose{raw}{_kind(dose) if dose.kind else ''} "
+                                "cannot be read "
                                 f"({escape_md(dose.problem or 'no dose')})"))
                 continue
             if dose.mg_per_m2 is not None:

@@ -201,7 +201,8 @@ def hepatic_impairment_condition(facts: PatientFacts, kb: Knowledge) -> Iterator
     condition = facts.liver_disease[0].label
     summary = f"{condition} on record, no current {', '.join(LAB_NAMES[k] for k in not_fresh)}: dose cannot be graded"
     lines = [
-        f"- {escape_md(e.label)}" + (f", {e.date:%Y-%m-%d}" if e.date else "") + (f", {escape_md(e.ref)}" if e.ref else "")
+        f"- {escape_md(e.label)}" + (f", {e.date:%Y-%m-%d}" if e.date else "")
+        + (f", {escape_md(e.ref)}" if e.ref else "")
         for e in facts.liver_disease
     ]
     for k in not_fresh:

@@ -74,8 +74,8 @@ def hypersensitivity(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
     hits: list[tuple[str, str, Allergy, str, str]] = []  # (indicator, substance, allergy, level, why)
     for allergy in facts.allergies:
         level, why = severity_of(allergy)
-        for substance in sorted(allergy.substances & frozenset(kb.hypersensitivity)):
-            hits.append((kb.hypersensitivity[substance].indicator(level), substance, allergy, level, why))
+        hits.extend((kb.hypersensitivity[substance].indicator(level), substance, allergy, level, why)
+                    for substance in sorted(allergy.substances & frozenset(kb.hypersensitivity)))
     if not hits:
         return
     hits.sort(key=lambda h: -RANK[h[0]])
@@ -89,7 +89,8 @@ def hypersensitivity(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
     elif worst == "critical":
         summary = f"Severe reaction to {shown}: ixabepilone contraindicated (Cremophor EL)"
     elif "ixabepilone" in worst_substances:
-        summary = f"Prior reaction to ixabepilone: give corticosteroid premedication ({steroid.drug} {dose_route(steroid)})"
+        summary = ("Prior reaction to ixabepilone: give corticosteroid premedication "
+                   f"({steroid.drug} {dose_route(steroid)})")
     else:
         summary = f"Allergy to {shown}: possible Cremophor EL reaction; premedicate with a corticosteroid"
     lines = []

@@ -62,7 +62,8 @@ def _course_note(facts: PatientFacts, use: DrugUse, washout: float | None = None
         if when is None:
             return None
         back = when + timedelta(days=washout or 0)
-        return (f"{escape_md(use.status)} {day(when)} ({escape_md(how)}); return to the full dose about 1 week after it stopped "
+        return (f"{escape_md(use.status)} {day(when)} ({escape_md(how)}); "
+                "return to the full dose about 1 week after it stopped "
                 f"(from {day(back)}) [L §7]")
     if use.ended is not None and use.ended < facts.now and use.origin != "draft":
         age = age_days(facts, use.ended)
@@ -211,7 +212,8 @@ def cyp3a4_other(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
     matches = matches_of(interacting_uses(facts), drugs, kb)
     if not matches:
         return
-    shown = names((f"{drug_name(h.drug)} ({CLASS_TEXT[h.cls].replace(' CYP3A4', '')})" for _, hits in matches for h in hits), limit=2)
+    shown = names((f"{drug_name(h.drug)} ({CLASS_TEXT[h.cls].replace(' CYP3A4', '')})"
+                   for _, hits in matches for h in hits), limit=2)
     summary = f"CYP3A4 interaction: {shown} may change ixabepilone levels"
     lines = [_line(facts, u, h) for u, h in matches]
     lines += _not_counted(facts, drugs)

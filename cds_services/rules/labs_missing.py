@@ -29,11 +29,13 @@ def _state(facts: PatientFacts, kb: Knowledge, key: str) -> tuple[str, str] | No
     if lab is None:
         return f"{name} (none)", f"{name}: no result on record ({rule_text})"
     if lab.value is None:
-        return f"{name} (unusable)", f"{name}: latest result cannot be used: {escape_md(lab.problem or 'no value')} ({rule_text})"
+        return (f"{name} (unusable)",
+                f"{name}: latest result cannot be used: {escape_md(lab.problem or 'no value')} ({rule_text})")
     if lab.effective is None:
         return f"{name} (undated)", f"{name}: latest result {escape_md(lab.raw)} has no date ({rule_text})"
     age = int(age_days(facts, lab.effective) or 0)
-    return f"{name} ({age} d old)", f"{name}: latest {escape_md(lab.raw)} on {day(lab.effective)}, {age} days old ({rule_text})"
+    return (f"{name} ({age} d old)",
+            f"{name}: latest {escape_md(lab.raw)} on {day(lab.effective)}, {age} days old ({rule_text})")
 
 
 def _wbc_proves_low(facts: PatientFacts, kb: Knowledge) -> bool:

@@ -40,7 +40,8 @@ def premed_request(facts: PatientFacts, drug: PremedDrug) -> dict[str, Any]:
         "authoredOn": facts.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "dosageInstruction": [
             {
-                "text": f"{num(drug.dose_mg)} mg {drug.route} once, {drug.timing or 'before the infusion'} of ixabepilone",
+                "text": f"{num(drug.dose_mg)} mg {drug.route} once, "
+                        f"{drug.timing or 'before the infusion'} of ixabepilone",
                 "route": {"coding": [route], "text": route_text},
                 "doseAndRate": [
                     {"doseQuantity": {"value": drug.dose_mg, "unit": "mg", "system": UCUM, "code": "mg"}}
@@ -84,7 +85,8 @@ def premedication_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Findin
             actions=(
                 Action(
                     type="create",
-                    description=f"{kind} antagonist premedication: {drug.display}, {num(drug.dose_mg or 0)} mg {drug.route}",
+                    description=f"{kind} antagonist premedication: {drug.display}, "
+                                f"{num(drug.dose_mg or 0)} mg {drug.route}",
                     resource=premed_request(facts, drug),
                 ),
             ),
@@ -104,7 +106,8 @@ def premedication_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Findin
         f"- H2 suggestion {h2.display} (a project setting): ranitidine left the US market in 2020 and famotidine "
         "is today's usual equivalent.",
         "- Cimetidine is not suggested: it inhibits CYP3A4 and may raise ixabepilone levels [F].",
-        f"- After a prior hypersensitivity reaction also give a corticosteroid ({steroid_text(premed.corticosteroid)}) [L §2.3].",
+        "- After a prior hypersensitivity reaction also give a corticosteroid "
+        f"({steroid_text(premed.corticosteroid)}) [L §2.3].",
         "",
         f"- {GRAPEFRUIT}",
         f"- {ST_JOHNS_WORT}",

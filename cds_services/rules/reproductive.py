@@ -34,8 +34,11 @@ def pregnancy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
     dated = [e for e in facts.pregnancy if e.date is not None]
     first = max(dated, key=lambda e: e.date) if dated else facts.pregnancy[0]  # type: ignore[arg-type, return-value]
     when = f" {first.date:%Y-%m-%d}" if first.date else " (date unknown)"
-    summary = f"Pregnancy: {first.label}{when}: ixabepilone contraindicated (embryo-fetal toxicity)"  # summary: plain text
-    lines = evidence_lines(facts.pregnancy) + [
+    summary = (
+        f"Pregnancy: {first.label}{when}: ixabepilone contraindicated (embryo-fetal toxicity)"  # summary: plain text
+    )
+    lines = [
+        *evidence_lines(facts.pregnancy),
         "",
         "**Sources:** IXEMPRA can cause fetal harm [L §5; §8.1]; the patient-facing guidance lists pregnancy "
         "as a contraindication [S]. This service takes the stricter reading.",
@@ -60,7 +63,8 @@ def breastfeeding(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
         return
     after = kb.thresholds["breastfeeding-after"]  # [L §8.2] 2 weeks
     summary = f"Breastfeeding recorded: stop during ixabepilone and for {num(after.value)} weeks after the last dose"
-    lines = evidence_lines(facts.breastfeeding) + [
+    lines = [
+        *evidence_lines(facts.breastfeeding),
         "",
         f"**Label:** advise not to breastfeed during treatment and for {num(after.value)} weeks after the last dose "
         f"{after.cite()}; [S] agrees.",

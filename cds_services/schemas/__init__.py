@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +60,7 @@ def validator(name: str) -> Draft202012Validator:
     hold even where the optional format libraries (rfc3339-validator, rfc3987)
     are not installed.
     """
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator  # noqa: PLC0415 (a test dependency: see TYPE_CHECKING above)
 
     filename = _file_for(name)
     if filename == OPENAPI_FILE:

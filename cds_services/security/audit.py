@@ -62,7 +62,8 @@ FIELDS = (
     "patient_id",
     "dropped",
 )
-_CREDENTIAL_NAME = re.compile(r"token|authori[sz]ation|bearer|secret|password|passwd|credential|jwt|cookie|api_?key", re.IGNORECASE)
+_CREDENTIAL_NAME = re.compile(
+    r"token|authori[sz]ation|bearer|secret|password|passwd|credential|jwt|cookie|api_?key", re.IGNORECASE)
 _JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 REDACTED = "[redacted]"
 
@@ -117,10 +118,11 @@ def _scrub(record: dict[str, Any]) -> dict[str, Any]:
         if _CREDENTIAL_NAME.search(name):
             continue
         if isinstance(value, str):
-            value = _clean_string(value)
+            clean[name] = _clean_string(value)
         elif isinstance(value, list):
-            value = [_clean_string(v) if isinstance(v, str) else v for v in value]
-        clean[name] = value
+            clean[name] = [_clean_string(v) if isinstance(v, str) else v for v in value]
+        else:
+            clean[name] = value
     return clean
 
 

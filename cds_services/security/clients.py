@@ -201,5 +201,6 @@ def load_trusted_clients(source: str) -> TrustedClients:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ConfigError(f"trusted clients ({origin}): invalid JSON at line {error.lineno} column {error.colno}") from None
+        raise ConfigError(
+            f"trusted clients ({origin}): invalid JSON at line {error.lineno} column {error.colno}") from None
     return parse_trusted_clients(document)

@@ -134,9 +134,9 @@ def check_fhir_server(url: str, allowed: Sequence[str], allow_http: bool) -> str
         raise FhirServerNotAllowed("fhirServer uses http and http is not allowed")
     entries = [parse_base_url(entry) for entry in allowed]
     address = _ip_literal(candidate.host)
-    if address is not None and _is_link_local(address):
-        if not any(entry.host == candidate.host for entry in entries):
-            raise FhirServerNotAllowed("fhirServer is a link-local/metadata address")
+    if (address is not None and _is_link_local(address)
+            and not any(entry.host == candidate.host for entry in entries)):
+        raise FhirServerNotAllowed("fhirServer is a link-local/metadata address")
     for entry in entries:
         if entry.allows(candidate):
             return candidate.url()

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import jwt
@@ -205,7 +206,7 @@ class JwksCache:
                 allow_redirects=False,  # the allowlist names the URL; a redirect would leave it
                 stream=True,
             ) as response:
-                if response.status_code != 200:
+                if response.status_code != HTTPStatus.OK:
                     raise JwksUnavailable(f"JWKS fetch answered HTTP {response.status_code}")
                 body = bytearray()
                 for chunk in response.iter_content(chunk_size=16384):

@@ -35,7 +35,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -81,10 +81,13 @@ def _b64_json(segment: str, what: str) -> dict[str, Any]:
     return value
 
 
+_LOGGED_MAX = 80  # characters of a caller-supplied value in a log line or error
+
+
 def _short(value: Any) -> str:
     """A caller-supplied value made safe to log: repr, cut short."""
     text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= _LOGGED_MAX else text[: _LOGGED_MAX - 3] + "..."
 
 
 # NumericDates past this are not dates (year 2^53 s is ~285 million AD); without
@@ -92,6 +95,10 @@ def _short(value: Any) -> str:
 _MAX_NUMERIC_DATE = 2**53
 
 
+@overload
+def _numeric_date(claims: dict[str, Any], name: str, required: Literal[True]) -> int: ...
+@overload
+def _numeric_date(claims: dict[str, Any], name: str, required: Literal[False]) -> int | None: ...
 def _numeric_date(claims: dict[str, Any], name: str, required: bool) -> int | None:
     """A JWT time claim as whole seconds, or ``AuthError``.
 
@@ -144,6 +151,7 @@ class ClientVerifier:
         clients: TrustedClients,
         jwks_cache: JwksCache,
         replay_store: ReplayStore,
+        *,
         max_lifetime_seconds: int = 3600,
         leeway_seconds: int = 30,
         clock: Callable[[], float] = time.time,
@@ -238,7 +246,6 @@ class ClientVerifier:
         exp = _numeric_date(claims, "exp", required=True)
         iat = _numeric_date(claims, "iat", required=True)
         nbf = _numeric_date(claims, "nbf", required=False)
-        assert exp is not None and iat is not None
         if exp <= now - self._leeway:
             raise AuthError(f"token expired {now - exp:.0f}s ago")
         if iat > now + self._leeway:
