@@ -52,7 +52,7 @@ def main() -> None:
         times: dict[str, list[float]] = {"log on": [], "log off": []}
 
         def run(mode: str, n: int) -> None:
-            cds.analytics.record = real_record if mode == "log on" else (lambda rows: None)
+            cds.analytics.record = real_record if mode == "log on" else (lambda _rows: None)
             for _ in range(n):
                 started = time.perf_counter()
                 response = client.post(SIGN, data=body, content_type="application/json")

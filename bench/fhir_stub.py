@@ -122,7 +122,7 @@ def make_server(
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:
+        def log_message(self, _format: str, *_args: Any) -> None:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)

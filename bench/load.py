@@ -169,9 +169,7 @@ async def _run(
     done, pending = await asyncio.wait(tasks, timeout=duration + timeout + 5)
     for task in pending:
         task.cancel()
-    for task in done:
-        if task.exception() is not None:
-            errors.append(f"client crashed: {task.exception()!r}")
+    errors.extend(f"client crashed: {task.exception()!r}" for task in done if task.exception() is not None)
     elapsed = time.monotonic() - started
     return LoadResult(
         clients=clients,

@@ -108,7 +108,8 @@ MEDICATIONS: tuple[tuple[str, str, str], ...] = (
 
 # (SNOMED, display, ICD-10-CM, ICD display)
 CONDITIONS: tuple[tuple[str, str, str, str], ...] = (
-    ("254837009", "Malignant neoplasm of breast", "C50.911", "Malignant neoplasm of unspecified site of right female breast"),
+    ("254837009", "Malignant neoplasm of breast", "C50.911",
+     "Malignant neoplasm of unspecified site of right female breast"),
     ("38341003", "Hypertensive disorder, systemic arterial", "I10", "Essential (primary) hypertension"),
     ("55822004", "Hyperlipidemia", "E78.5", "Hyperlipidemia, unspecified"),
     ("195967001", "Asthma", "J45.909", "Unspecified asthma, uncomplicated"),

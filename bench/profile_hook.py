@@ -35,7 +35,7 @@ def _walk(frame: Any, stack: tuple[str, ...], self_times: dict, total_times: dic
         total_times[name] += frame.time
     self_times[name] += frame.total_self_time
     for child in frame.children:
-        _walk(child, stack + (name,), self_times, total_times)
+        _walk(child, (*stack, name), self_times, total_times)
 
 
 def _top(table: dict[str, float], whole: float, count: int) -> list[dict[str, Any]]:

@@ -95,21 +95,25 @@ class Deadline:
 def _git_state() -> dict[str, Any]:
     def run(*argv: str) -> str:
         try:
-            return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+            return subprocess.run(argv, check=False, cwd=ROOT, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    return {"commit": run("git", "rev-parse", "HEAD"), "dirty": bool(run("git", "status", "--porcelain", "--untracked-files=no"))}
+    return {"commit": run("git", "rev-parse", "HEAD"),
+            "dirty": bool(run("git", "status", "--porcelain", "--untracked-files=no"))}
 
 
 def _gunicorn_settings(env: dict[str, str]) -> dict[str, Any]:
     """What gunicorn.conf.py resolves to here (workers, threads...)."""
     code = (
         "import json,runpy;c=runpy.run_path('gunicorn.conf.py');"
-        "print(json.dumps({k:c.get(k) for k in ('workers','worker_class','threads','timeout','keepalive','max_requests')}))"
+        "print(json.dumps({k:c.get(k) for k in "
+        "('workers','worker_class','threads','timeout','keepalive','max_requests')}))"
     )
     try:
-        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=20)
+        out = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=20)
         return json.loads(out.stdout)
     except (OSError, subprocess.SubprocessError, ValueError):
         return {}
@@ -175,7 +179,8 @@ def evaluate_targets(rows: list[dict[str, Any]], delay: float) -> dict[str, Any]
         }
     if none8 and none8["p95_ms"] is not None:
         out["no_prefetch_p95_ms_at_8"] = {
-            "value": none8["p95_ms"], "target": f"< {TARGETS['no_prefetch_p95_ms_at_8']} (FHIR delay {delay * 1000:.0f} ms)",
+            "value": none8["p95_ms"],
+            "target": f"< {TARGETS['no_prefetch_p95_ms_at_8']} (FHIR delay {delay * 1000:.0f} ms)",
             "met": none8["p95_ms"] < TARGETS["no_prefetch_p95_ms_at_8"],
         }
     none1, full1 = _find(rows, "no-prefetch", 1), _find(rows, "full-prefetch", 1)
@@ -346,7 +351,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     return path
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
+def _on_sigterm(_signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt  # unwind through the ExitStack: servers are stopped
 
 

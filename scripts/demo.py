@@ -173,13 +173,15 @@ def call_hook(service: Service, body: dict[str, Any], timeout: float = 30.0) -> 
 
 
 def run_patient(service: Service, fhir: fs.FhirServer, patient_id: str, expected: list[str], now: datetime) -> Outcome:
-    status, body = call_hook(service, fs.hook_body(patient_id, fs.read_order(patient_id, now), fhir.base_url, fhir.token))
+    body_sent = fs.hook_body(patient_id, fs.read_order(patient_id, now), fhir.base_url, fhir.token)
+    status, body = call_hook(service, body_sent)
     if status != 200:
         issues = body.get("issue", []) if isinstance(body, dict) else []
         reason = "; ".join(str(i.get("diagnostics", "")) for i in issues) or str(body)[:300]
         return Outcome(patient_id, tuple(expected), (), f"HTTP {status}: {reason}")
     cards = tuple(
-        Card(card.get("indicator", "?"), card.get("source", {}).get("topic", {}).get("code", "?"), card.get("summary", ""))
+        Card(card.get("indicator", "?"), card.get("source", {}).get("topic", {}).get("code", "?"),
+             card.get("summary", ""))
         for card in body.get("cards", [])
     )
     return Outcome(patient_id, tuple(expected), cards)
@@ -212,7 +214,7 @@ def table(outcomes: list[Outcome], width: int = 0) -> str:
     rule = "-" * (lead + summary_width)
 
     def lines(row: tuple[str, ...]) -> list[str]:
-        cells = "  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths))
+        cells = "  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths, strict=False))
         wrapped = textwrap.wrap(row[5], summary_width) or [""]
         return [f"{cells}  {wrapped[0]}".rstrip()] + [(" " * lead + more).rstrip() for more in wrapped[1:]]
 
@@ -234,7 +236,7 @@ class Interrupted(Exception):
 _STOP = threading.Event()
 
 
-def _on_signal(signum: int, frame: Any) -> None:
+def _on_signal(_signum: int, _frame: Any) -> None:
     """Only note the signal: raising here could land between a server's start and our holding its pid."""
     _STOP.set()
 

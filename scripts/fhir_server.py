@@ -293,7 +293,8 @@ def render(value: Any, now: datetime) -> Any:
     if isinstance(value, str) and value.startswith("{{"):
         match = PLACEHOLDER.match(value)
         if match is None:
-            raise ValueError(f"unknown date placeholder {value!r} (use {{{{now}}}}, {{{{now-2d}}}}, {{{{now-3h:date}}}})")
+            raise ValueError(
+                f"unknown date placeholder {value!r} (use {{{{now}}}}, {{{{now-2d}}}}, {{{{now-3h:date}}}})")
         when = now.astimezone(UTC).replace(microsecond=0)
         if match["n"]:
             delta = timedelta(**{UNITS[match["unit"]]: int(match["n"])})
