@@ -47,7 +47,7 @@ def _shift(value: Any, delta: timedelta) -> Any:
     if isinstance(value, str) and _DATE.match(value):
         if "T" not in value:
             return (datetime.fromisoformat(value) - delta).date().isoformat()
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00")) - delta
+        moment = datetime.fromisoformat(value) - delta
         return moment.isoformat().replace("+00:00", "Z") if value.endswith("Z") else moment.isoformat()
     return value
 

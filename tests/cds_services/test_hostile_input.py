@@ -81,7 +81,7 @@ def bounded(send: Callable[[], Any], seconds: float = REQUEST_SECONDS) -> Any:
     def run() -> None:
         try:
             box["response"] = send()
-        except BaseException as error:  # re-raised on the test's thread
+        except BaseException as error:  # noqa: BLE001 (re-raised on the test's thread)
             box["error"] = error
 
     started = time.perf_counter()
@@ -501,10 +501,7 @@ def test_default_body_limit_is_one_mebibyte(hostile, sample_request, extra):
 def test_body_limit_is_configurable(make_app, hook_request, url, extra):
     limit = 16_384
     client = make_app(environ={"CDS_MAX_BODY_BYTES": str(limit)}, session=NoNetwork()).test_client()
-    if url in SERVICES:
-        body = hook_request("order-select" if url == SELECT else "order-sign")
-    else:
-        body = feedback_body()
+    body = hook_request("order-select" if url == SELECT else "order-sign") if url in SERVICES else feedback_body()
     response = post_bytes(client, url, _padded(body, limit + extra))
     if extra > 0:
         assert checked(response, {413})["issue"][0]["code"] == "too-costly"

@@ -58,7 +58,7 @@ def _timed_call(case, **kwargs):
     def run() -> None:
         try:
             box["response"] = case.call(**kwargs)
-        except BaseException as error:  # re-raised on the test's thread
+        except BaseException as error:  # noqa: BLE001 (re-raised on the test's thread)
             box["error"] = error
 
     worker = threading.Thread(target=run, daemon=True)

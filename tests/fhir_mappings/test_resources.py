@@ -211,5 +211,5 @@ def test_a_resource_with_a_modifier_extension_is_not_used_and_is_reported():
      "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6135"}]}},
 ])
 def test_a_record_resource_without_its_required_status_is_reported_not_skipped(data):
-    parsed, problems = parse_resources([data], PATIENT, now=NOW, record=True)
+    _parsed, problems = parse_resources([data], PATIENT, now=NOW, record=True)
     assert len(problems) == 1 and "/nostatus has no status, so whether it is current cannot be told" in problems[0]

@@ -66,7 +66,7 @@ def service(tmp_path):
 
 
 def test_calls_and_feedback_show_on_analytics_and_in_the_cli(service):
-    proc, port, url = service
+    _proc, port, url = service
     assert http(port, "/analytics.json")[0] == 401
     cards = []
     for _ in range(4):

@@ -100,7 +100,7 @@ def short_ids(resources: list[dict[str, Any]], patient_id: str) -> set[str]:
 
 
 def effective(resource: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(resource["effectiveDateTime"].replace("Z", "+00:00"))
+    return datetime.fromisoformat(resource["effectiveDateTime"])
 
 
 def test_metadata_is_open_and_says_r4(fhir_server):

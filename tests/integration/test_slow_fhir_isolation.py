@@ -49,7 +49,7 @@ def service(fhir_tools: Any, dripping: DrippingServer, tmp_path_factory: pytest.
         "CDS_FHIR_DEADLINE": str(DEADLINE), "CDS_DATABASE_URL": f"sqlite:///{workdir / 'feedback.sqlite3'}",
     })
     gunicorn = Path(sys.executable).with_name("gunicorn")
-    log = open(workdir / "service.log", "wb")
+    log = open(workdir / "service.log", "wb")  # noqa: SIM115 (the server writes to it until the fixture ends)
     process = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", "--no-control-socket", "app:app"],
                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

@@ -51,7 +51,7 @@ def test_feedback_on_a_silent_card_is_not_a_clinicians_answer():
     (datetime(2026, 11, 22, 23, 59, 59, tzinfo=UTC), "2026-11-16"),  # Sunday night, UTC
     (datetime(2026, 11, 23, 0, 0, tzinfo=UTC), "2026-11-23"),  # Monday midnight
     (datetime(2026, 11, 23, 1, 0, tzinfo=timezone(timedelta(hours=5))), "2026-11-16"),  # still Sunday in UTC
-    (datetime(2026, 11, 23, 0, 30), "2026-11-23"),  # naive, as SQLite returns it: UTC
+    (datetime(2026, 11, 23, 0, 30), "2026-11-23"),  # noqa: DTZ001 (naive, as SQLite returns it: UTC)
 ])
 def test_weeks_start_on_monday_in_utc(moment, monday):
     assert week_start(moment).isoformat() == monday

@@ -139,7 +139,7 @@ def test_all_unavailable_items_merge_into_one_card(kb, monkeypatch):
 
 def test_dose_problem_is_a_dose_card_not_silence(kb):
     order = ixabepilone_order(dose=Dose(raw="", problem="no doseQuantity"))
-    facts = make_facts(orders=(order,), draft_orders=(order,) + make_facts().draft_orders[1:])
+    facts = make_facts(orders=(order,), draft_orders=(order, *make_facts().draft_orders[1:]))
     assert only(evaluate(facts, kb), "dose-check").indicator == "warning"
 
 

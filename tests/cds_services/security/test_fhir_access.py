@@ -84,7 +84,7 @@ def test_http_only_when_allowed():
 def test_link_local_and_metadata_addresses_are_refused(url):
     # Even with a catch-all-looking allowlist entry on another host.
     with pytest.raises(FhirServerNotAllowed, match="link-local"):
-        check_fhir_server(url, ALLOWED + ["https://169.254.1.1/fhir"], allow_http=True)
+        check_fhir_server(url, [*ALLOWED, "https://169.254.1.1/fhir"], allow_http=True)
 
 
 @pytest.mark.parametrize("host", ["2852039166", "0xa9fea9fe", "0251.0376.0251.0376", "169.254.43518"])

@@ -215,7 +215,7 @@ def test_odd_keys_in_a_fetched_jwks_are_skipped(cache, jwks_endpoint, fetched_ke
         {"kty": "EC", "kid": "broken", "crv": "P-384", "x": "AA", "y": "AA"},
         "not a key",
     ]
-    jwks_endpoint.get(JWKS_URL, json={"keys": odd + [fetched_key.public_jwk()]})
+    jwks_endpoint.get(JWKS_URL, json={"keys": [*odd, fetched_key.public_jwk()]})
     assert cache.get_key(FETCH_ISS, "fetched-1").kid == "fetched-1"
     for kid in ("hmac", "enc", "hs", "broken"):
         with pytest.raises(KeyNotFound):
