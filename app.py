@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 
 def _utc_now() -> datetime:
@@ -49,6 +50,7 @@ def create_app(
 
     app = Flask(__name__, instance_path=default_instance_path())
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    assert isinstance(app.json, DefaultJSONProvider)  # Flask's own, unless a subclass sets another
     app.json.sort_keys = False  # keep the spec's field order in cards
 
     kb = load_knowledge(settings.knowledge_path)
@@ -82,6 +84,7 @@ def create_app(
         from cds_services.security.replay import MemoryReplayStore, SqlReplayStore
         from cds_services.security.tokens import ClientVerifier
 
+        assert settings.trusted_clients is not None  # load_settings refuses authentication without clients
         clients = load_trusted_clients(settings.trusted_clients)
         replay = (
             SqlReplayStore(create_engine(database_url, pool_pre_ping=True))  # survive a database restart
@@ -117,6 +120,9 @@ def create_app(
 
         app.register_blueprint(analytics_blueprint)
     return app
+
+
+app: Flask  # built on first use by __getattr__ below (PEP 562)
 
 
 def __getattr__(name: str) -> Any:

@@ -13,12 +13,12 @@ from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from .analytics import apply_silent_mode, record_served
-from .catalog import discovery_document, find_service
+from .catalog import Service, discovery_document, find_service
 from .errors import BadRequest, NotFound, Unauthorized
 from .feedback import parse_feedback
 from .pipeline import run_hook
 from .protocol import parse_hook_request, read_json
-from .runtime import runtime
+from .runtime import Runtime, runtime
 from .schemas import load_schema
 from .security.audit import AUDIT_LOGGER, audit_record, log_audit
 from .security.tokens import AuthError
@@ -61,7 +61,7 @@ def _authenticate() -> None:
 
 
 @bp.after_request
-def _audit(response):
+def _audit(response: Response) -> Response:
     """One JSON line per hook or feedback call (fields: cds_services/security/audit.py)."""
     if request.method != "POST" or not request.view_args:
         return response
@@ -69,7 +69,7 @@ def _audit(response):
     identity = request.environ.get("cds.identity")
     body = request.environ.get("cds.body")  # set by _body() once the JSON was read safely
     body = body if isinstance(body, dict) else {}
-    context = body.get("context") if isinstance(body.get("context"), dict) else {}
+    context = context if isinstance(context := body.get("context"), dict) else {}
     started = request.environ.get("cds.started", time.perf_counter())
     log_audit(audit_log, audit_record(
         event="feedback" if request.path.endswith("/feedback") else "hook",
@@ -118,7 +118,7 @@ def _has_unread_body() -> bool:
     return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
 
-def _service_or_404(service_id: str):
+def _service_or_404(service_id: str) -> Service:
     service = find_service(service_id)
     if service is None:
         raise NotFound(f"no CDS service with id {service_id!r}; see GET /cds-services")
@@ -138,7 +138,7 @@ def _body() -> object:
     return body
 
 
-def _fhir_servers_for(cds) -> tuple[str, ...]:
+def _fhir_servers_for(cds: Runtime) -> tuple[str, ...]:
     """An issuer that lists its own FHIR servers is held to that list."""
     identity = request.environ.get("cds.identity")
     client = cds.clients.get(identity.iss) if identity is not None and cds.clients else None

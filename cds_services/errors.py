@@ -12,7 +12,7 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +96,17 @@ def register_error_handlers(app: Flask) -> None:
     def _http_error(error: HTTPException) -> Response:
         status = error.code or 500
         message = error.description or error.name
+        allowed = sorted(error.valid_methods or []) if isinstance(error, MethodNotAllowed) else []
         if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
             limit = app.config.get("MAX_CONTENT_LENGTH")
             message = f"request body is larger than the limit of {limit} bytes"
         elif status == HTTPStatus.METHOD_NOT_ALLOWED:
-            message = f"method not allowed here; allowed: {', '.join(sorted(error.valid_methods or []))}"
+            message = f"method not allowed here; allowed: {', '.join(allowed)}"
         elif status == HTTPStatus.NOT_FOUND:
             message = "no such endpoint; the service list is at GET /cds-services"
         response = error_response(status, message, _HTTP_CODES.get(status, "processing"))
-        if status == HTTPStatus.METHOD_NOT_ALLOWED and getattr(error, "valid_methods", None):
-            response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
+        if status == HTTPStatus.METHOD_NOT_ALLOWED and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
         return response
 
     @app.errorhandler(Exception)

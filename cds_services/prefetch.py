@@ -57,7 +57,7 @@ class Gathered:
 
 
 def _outcome_text(value: Mapping[str, Any]) -> str:
-    issues = value.get("issue") if isinstance(value.get("issue"), list) else []
+    issues = issues if isinstance(issues := value.get("issue"), list) else []
     texts = [str(i.get("diagnostics") or i.get("code") or "")[:120] for i in issues if isinstance(i, Mapping)]
     texts = [t for t in texts if t]
     instead = "the EHR sent an OperationOutcome instead"
@@ -89,15 +89,15 @@ def _next_link(value: Any) -> str | None:
         return None
     links = value.get("link")
     for link in links if isinstance(links, list) else ():
-        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            return link["url"]
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(url := link.get("url"), str):
+            return url
     return None
 
 
 def _matches(bundle: Mapping[str, Any]) -> int:
     """Entries that matched the search (``search.mode`` "include" and "outcome" entries are not counted
     in ``total``)."""
-    entries = bundle.get("entry") if isinstance(bundle.get("entry"), list) else []
+    entries = entries if isinstance(entries := bundle.get("entry"), list) else []
     return sum(1 for e in entries if isinstance(e, Mapping) and not (
         isinstance(e.get("search"), Mapping) and e["search"].get("mode") in ("include", "outcome")))
 

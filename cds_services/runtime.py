@@ -40,4 +40,6 @@ class Runtime:
 
 
 def runtime() -> Runtime:
-    return current_app.extensions[EXTENSION]
+    """The app's shared resources, set once by create_app."""
+    found: Runtime = current_app.extensions[EXTENSION]
+    return found

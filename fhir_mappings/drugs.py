@@ -219,9 +219,8 @@ def identify_concept(concept: Any) -> tuple[frozenset[str], str | None]:
 def _display(concept: Any) -> str:
     if concept is None:
         return ""
-    if concept.text:
-        return concept.text
-    return next((c.display for c in concept.coding or [] if c.display), "")
+    text: str = concept.text or next((c.display for c in concept.coding or [] if c.display), "")
+    return text
 
 
 def _medication_drugs(medication: Any) -> tuple[frozenset[str], str | None, str]:
@@ -347,7 +346,8 @@ def _rate_kind(rate: Any) -> str | None:
     concept = getattr(rate, "type", None)
     if concept is None:
         return None
-    return next((c.code for c in concept.coding or [] if c.code), None) or concept.text
+    kind: str | None = next((c.code for c in concept.coding or [] if c.code), None) or concept.text
+    return kind
 
 
 def read_doses(request: Any) -> tuple[Dose, ...]:

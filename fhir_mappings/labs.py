@@ -67,12 +67,13 @@ def effective_time(obs: Any) -> datetime | None:
 
 def loinc_of(obs: Any, wanted: Any = ANALYTE_BY_LOINC) -> str | None:
     """The first LOINC code of the Observation that is in ``wanted`` (else the first LOINC code)."""
-    first = None
+    first: str | None = None
     for coding in (obs.code.coding if obs.code else None) or []:
         if coding.code and canonical_system(coding.system) == LOINC:
-            if coding.code in wanted:
-                return coding.code
-            first = first or coding.code
+            code: str = coding.code
+            if code in wanted:
+                return code
+            first = first or code
     return first
 
 

@@ -69,9 +69,10 @@ _PRIVATE = "ixa_read"  # key in pydantic's per-instance private storage (never s
 def model_class(resource_type: str) -> type[Resource] | None:
     """The R4B model class of a resource type, or None when it is not one."""
     try:
-        return get_fhir_model_class(resource_type)  # type: ignore[no-any-return]
+        model = get_fhir_model_class(resource_type)
     except (KeyError, ValueError):  # fhir.resources raises ValueError for unknown types
         return None
+    return model if issubclass(model, Resource) else None  # datatypes (Quantity, ...) are not resources
 
 
 @cache
@@ -87,7 +88,9 @@ def _required(resource_type: str) -> tuple[str, ...]:
 def _adapter(resource_type: str, element: str) -> TypeAdapter[Any]:
     model = model_class(resource_type)
     assert model is not None
-    return TypeAdapter(model.model_fields[element].annotation)
+    annotation = model.model_fields[element].annotation
+    assert annotation is not None  # every R4B field is annotated
+    return TypeAdapter(annotation)
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -117,7 +120,7 @@ def _validate(resource_type: str, element: str, value: Any) -> tuple[Any, Any, s
             errors = error.errors()
             singles = [e["loc"] for e in errors if e["type"] == "list_type" and isinstance(e.get("input"), Mapping)]
             if not singles:
-                first = errors[0] if errors else {}
+                first: Mapping[str, Any] = errors[0] if errors else {}
                 where = ".".join(str(p) for p in (element, *first.get("loc", ())))
                 more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
                 return None, None, f"{_short(where, 60)}: {_short(first.get('msg', 'invalid')).rstrip('.')}{more}"
@@ -134,7 +137,9 @@ def read_resource(raw: Mapping[str, Any]) -> Resource | None:
     ``raw`` is not a resource type we read. Elements that could not be read are left
     out and listed by :func:`unreadable_elements`."""
     resource_type = raw.get("resourceType")
-    elements = READ_ELEMENTS.get(resource_type) if isinstance(resource_type, str) else None
+    if not isinstance(resource_type, str):
+        return None
+    elements = READ_ELEMENTS.get(resource_type)
     model = model_class(resource_type) if elements else None
     if elements is None or model is None:
         return None

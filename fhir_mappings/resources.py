@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.resource import Resource
 
 from .codes import (
@@ -142,8 +143,8 @@ def element_problems(resource: Resource, label: str, *, draft: bool = False) -> 
 def _reference(raw: Mapping[str, Any]) -> str | None:
     for key in ("subject", "patient"):
         value = raw.get(key)
-        if isinstance(value, Mapping) and isinstance(value.get("reference"), str):
-            return value["reference"]
+        if isinstance(value, Mapping) and isinstance(reference := value.get("reference"), str):
+            return reference
     return None
 
 
@@ -266,7 +267,7 @@ def _outcome_problem(raw: Mapping[str, Any]) -> str | None:
         return None
     texts = []
     for issue in serious or issues:
-        details = issue.get("details") if isinstance(issue.get("details"), Mapping) else {}
+        details = details if isinstance(details := issue.get("details"), Mapping) else {}
         text = issue.get("diagnostics") or details.get("text") or issue.get("code") or "no details"
         texts.append(_short(str(text), 120))
     return _short(f"The EHR returned an OperationOutcome instead of data: {'; '.join(texts) or 'no details'}.",
@@ -430,5 +431,5 @@ def _take_newest(parser: _Parser, analyte: str,
         if key[0] > horizon:
             continue
         resource = parser.take(raw)
-        if resource is not None and resource.status in USABLE_STATUS and has_value(resource, analyte):
+        if isinstance(resource, Observation) and resource.status in USABLE_STATUS and has_value(resource, analyte):
             kept_key = key

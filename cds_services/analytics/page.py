@@ -90,7 +90,8 @@ def _text(x: float, y: float, text: str, *, anchor: str = "start", fill: str = I
 
 
 def _legend(items: list[tuple[str, str]], y: float) -> list[str]:
-    out, x = [], LABEL_WIDTH
+    out: list[str] = []
+    x = float(LABEL_WIDTH)
     for colour, label in items:
         out.append(f'<rect x="{x}" y="{y - 10}" width="12" height="12" fill="{colour}"/>')
         out.append(_text(x + 17, y, label))

@@ -68,8 +68,8 @@ def _outcome(item: Mapping[str, Any]) -> Outcome:
         accepted = item.get("accepted_suggestions") or []
         ids = tuple(s["id"] for s in accepted if isinstance(s, Mapping) and isinstance(s.get("id"), str))
         return Outcome("accepted", accepted_suggestions=ids)
-    reason = item.get("override_reason") if isinstance(item.get("override_reason"), Mapping) else {}
-    coding = reason.get("reason") if isinstance(reason.get("reason"), Mapping) else {}
+    reason = reason if isinstance(reason := item.get("override_reason"), Mapping) else {}
+    coding = coding if isinstance(coding := reason.get("reason"), Mapping) else {}
     comment = reason.get("userComment")
     return Outcome(
         "overridden",
@@ -92,11 +92,12 @@ class Tally:
     silent: int = 0
     accepted: int = 0
     overridden: int = 0
-    reasons: Counter = field(default_factory=Counter)  # (system, code) -> overridden cards
-    commented: Counter = field(default_factory=Counter)  # (system, code) -> of which with a user comment
+    # (system, code) -> overridden cards, and of which with a user comment
+    reasons: Counter[tuple[str | None, str | None]] = field(default_factory=Counter)
+    commented: Counter[tuple[str | None, str | None]] = field(default_factory=Counter)
     suggestions_accepted: int = 0
     suggestions_unknown: int = 0
-    indicators: Counter = field(default_factory=Counter)
+    indicators: Counter[str] = field(default_factory=Counter)
 
     def add(self, card: Mapping[str, Any], outcome: Outcome | None) -> None:
         if card["silent"]:

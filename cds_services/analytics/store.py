@@ -83,9 +83,9 @@ def served_rows(
         card_uuid = _fit(card.get("uuid"), "card_uuid")
         if card_uuid is None:
             continue
-        source = card.get("source") if isinstance(card.get("source"), Mapping) else {}
-        topic = source.get("topic") if isinstance(source.get("topic"), Mapping) else {}
-        suggestions = card.get("suggestions") if isinstance(card.get("suggestions"), list) else []
+        source = source if isinstance(source := card.get("source"), Mapping) else {}
+        topic = topic if isinstance(topic := source.get("topic"), Mapping) else {}
+        suggestions = suggestions if isinstance(suggestions := card.get("suggestions"), list) else []
         rows.append({
             "served_at": served_at.astimezone(UTC),
             "service_id": _fit(service_id, "service_id") or UNKNOWN,

@@ -13,6 +13,7 @@ import base64
 import binascii
 import hmac
 from http import HTTPStatus
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -78,7 +79,7 @@ def _since_days(retention_days: int) -> int:
     return int(raw)
 
 
-def _report() -> dict:
+def _report() -> dict[str, Any]:
     cds = runtime()
     since = _since_days(cds.settings.analytics_retention_days)
     cds.analytics.flush()  # this process's latest cards, not a second old

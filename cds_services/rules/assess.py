@@ -105,8 +105,8 @@ def grade(facts: PatientFacts, kb: Knowledge) -> HepaticGrade:
     counted = [k for k in LIVER if k in values and not (k == "bilirubin" and gilbert)]
     band_index: int | None = None
     unsettled: tuple[str, ...] = ()
-    for i, band in enumerate(kb.hepatic_bands):  # [L §2.4 Table], mildest row first
-        limits = {k: band.bilirubin_max_x_uln if k == "bilirubin" else band.transaminase_max_x_uln for k in counted}
+    for i, row in enumerate(kb.hepatic_bands):  # [L §2.4 Table], mildest row first
+        limits = {k: row.bilirubin_max_x_uln if k == "bilirubin" else row.transaminase_max_x_uln for k in counted}
         holds = _all([values[k].at_most(limits[k]) for k in counted])
         if holds is None:  # a bound leaves this row open: the grade is not known
             unsettled = tuple(k for k in counted if values[k].at_most(limits[k]) is None)

@@ -129,7 +129,7 @@ def hepatic_monotherapy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]
     else:  # name every value above the no-reduction row
         limit_t = kb.hepatic_bands[0].transaminase_max_x_uln
         limit_b = kb.hepatic_bands[0].bilirubin_max_x_uln
-    keys = [k for k in ("ast", "alt") if k in g.values and g.values[k].above(limit_t)]
+    keys: list[str] = [k for k in ("ast", "alt") if k in g.values and g.values[k].above(limit_t)]
     if "bilirubin" in g.values and not g.gilbert and g.values["bilirubin"].above(limit_b):
         keys.append("bilirubin")
     stale = _stale_suffix(facts, kb, g.values, keys)

@@ -108,7 +108,7 @@ def _regimen_name(facts: PatientFacts, kb: Knowledge) -> str:
     active = [u for u in regimen if u.status not in ENDED]
     if active:
         return "active order"
-    last = max((stop_date(facts, u)[0] for u in regimen if stop_date(facts, u)[0]), default=None)
+    last = max((when for u in regimen if (when := stop_date(facts, u)[0]) is not None), default=None)
     return f"ixabepilone given {day(last)}"
 
 

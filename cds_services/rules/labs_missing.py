@@ -60,7 +60,7 @@ def labs_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
     summary = "No current " + ", ".join(short for short, _ in items) + ": check before dosing"
     lines = [f"- {long}" for _, long in items]
     wbc = usable(facts.labs.get("wbc"))
-    if any(k.startswith("ANC") for k, _ in items) and wbc is not None:
+    if any(k.startswith("ANC") for k, _ in items) and wbc is not None and wbc.value is not None:
         lines.append(
             f"- A WBC of {num(wbc.value)} {wbc.unit} ({day(wbc.effective)}) bounds the ANC only from above: it "
             "cannot show ANC ≥ 1,500."

@@ -44,7 +44,8 @@ def _file_for(name: str) -> str:
 
 @cache
 def _read(filename: str) -> dict[str, Any]:
-    return json.loads((SCHEMA_DIR / filename).read_text(encoding="utf-8"))
+    document: dict[str, Any] = json.loads((SCHEMA_DIR / filename).read_text(encoding="utf-8"))
+    return document
 
 
 def load_schema(name: str) -> dict[str, Any]:

@@ -121,7 +121,7 @@ def _error_response(description: str, headers: dict[str, Any] | None = None) -> 
 
 def _service_paths() -> dict[str, Any]:
     paths: dict[str, Any] = {}
-    security = [{"cdsHooksJwt": []}]
+    security: list[dict[str, list[str]]] = [{"cdsHooksJwt": []}]
     for service_id, hook in SERVICES.items():
         paths[f"/cds-services/{service_id}"] = {
             "post": {

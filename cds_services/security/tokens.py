@@ -193,7 +193,7 @@ class ClientVerifier:
         unverified = _b64_json(payload_segment, "payload")
         iss = unverified.get("iss")
         client = self._clients.get(iss) if isinstance(iss, str) else None
-        if client is None:
+        if not isinstance(iss, str) or client is None:
             raise AuthError(f"iss {_short(iss)} is not a trusted client")
 
         # The cache decides which key source a jku may name (the issuer's

@@ -32,6 +32,14 @@ def test_what_is_not_a_resource_gets_one_short_sentence(data, words):
     assert all(w in problem for w in words) and len(problem) < 250 and "Traceback" not in problem
 
 
+def test_a_datatype_sent_as_a_resource_is_named_not_dropped_in_silence():
+    """Regression (mypy, issue 13): Quantity is a FHIR datatype, not a resource (R4 §2.24 datatypes); the
+    model lookup returned its class, so the entry was neither read nor reported."""
+    resource, problem = parse_resource({"resourceType": "Quantity", "id": "q1", "value": 80})
+    assert resource is None
+    assert problem == "Quantity/q1: 'Quantity' is not a FHIR R4 resource type."
+
+
 def test_an_element_no_check_reads_is_passed_over_whatever_its_shape():
     """The CDS Hooks sandbox sends category as one object; an unknown element, a bad narrative: not read."""
     data = {**observation("777-3", 80, "10*3/uL", oid="plt"), "foo": 1, "category": {"text": "Laboratory"},
