@@ -97,7 +97,7 @@ def find_service(service_id: str) -> Service | None:
     return next((s for s in SERVICES if s.id == service_id), None)
 
 
-def discovery_document(knowledge_version: str, knowledge_sources: Mapping[str, str]) -> dict[str, Any]:
+def discovery_document(knowledge_version: str, knowledge_sources: Mapping[str, str | None]) -> dict[str, Any]:
     """The body of GET /cds-services."""
     prefetch = prefetch_templates()
     return {

@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from fhir_mappings import build_facts
-from fhir_mappings.drugs import drugs_of, exposure_of, may_name_drug, medication_of
+from fhir_mappings.drugs import IXABEPILONE, drugs_of, exposure_of, may_name_drug, medication_of
+from fhir_mappings.facts import PatientFacts
 from fhir_mappings.references import reference_of
 from fhir_mappings.resources import parse_resources, resources_from_bundle
 from fhir_mappings.status import ordered_live_vaccine
@@ -24,11 +25,10 @@ from .cards import build_cards
 from .catalog import ORDER_SELECT, prefetch_templates
 from .fhir_client import FhirClient
 from .findings import Finding
+from .knowledge import Knowledge
 from .prefetch import gather
 from .protocol import HookRequest
 from .rules import evaluate, unreadable_order
-
-IXABEPILONE = "ixabepilone"
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def orders_in_scope(
     return Scope(frozenset(ixabepilone)) if interacting_selected else None
 
 
-def in_scope(facts: Any, scope: Scope, hook: str) -> Any:
+def in_scope(facts: PatientFacts, scope: Scope, hook: str) -> PatientFacts:
     """The facts narrowed to what this call checks, with the hook (order-select reports an unfinished dose
     less loudly, issue 12 item 7)."""
     if scope.orders:
@@ -116,7 +116,7 @@ def in_scope(facts: Any, scope: Scope, hook: str) -> Any:
 
 def run_hook(
     request: HookRequest,
-    kb: Any,
+    kb: Knowledge,
     client: FhirClient,
     now: Callable[[], datetime],
     *,
@@ -139,7 +139,7 @@ def run_hook(
         parsed_refs = {f"{r.get_resource_type()}/{r.id}" for r in parsed_drafts if r.id}
         lost = [raw for raw in draft_raw if isinstance(raw, dict)
                 and f"{raw.get('resourceType')}/{raw.get('id')}" not in parsed_refs
-                and may_name_drug(raw, "ixabepilone")]
+                and may_name_drug(raw, IXABEPILONE)]
         if lost and draft_problems:
             findings = unreadable_order(draft_problems, kb)
             return HookResult(cards=build_cards(findings, kb), findings=findings)

@@ -13,7 +13,7 @@ from typing import Any
 from fhir.resources.R4B.resource import Resource
 
 from .dates import period_time, to_utc
-from .drugs import course_end, drugs_of, exposure_of, has_medication, medication_of, read_doses
+from .drugs import IXABEPILONE, course_end, drugs_of, exposure_of, has_medication, medication_of, read_doses
 from .facts import Dose, DrugUse, PatientFacts
 from .labs import Patient, latest_labs
 from .reading import source_json, unreadable_elements
@@ -31,7 +31,6 @@ from .status import (
 
 __all__ = ["build_facts"]
 
-IXABEPILONE = "ixabepilone"
 # A current medication: an order that is in force [FHIR R4 MedicationRequest.status/intent]. A plan or
 # proposal that is active is exposure too (issue 12 item 4); a directive or an option is not a treatment.
 _REQUEST_ACTIVE = frozenset({"active", "on-hold"})

@@ -28,6 +28,7 @@ _SYSTEMS = {"rxnorm": RXNORM, "ndc": NDC, "atc": ATC}
 _MATCHED_BY = {RXNORM: "rxnorm", NDC: "ndc", ATC: "atc"}
 
 DATA_FILE = Path(__file__).parent / "data" / "drugs.json"
+IXABEPILONE = "ixabepilone"  # the drug id of drugs.json the service is about
 
 
 _NDC_SEGMENTS = (5, 4, 2)  # labeler-product-package digits of the 11-digit (HIPAA) NDC

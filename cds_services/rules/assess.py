@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cds_services.knowledge import HepaticBand, Interaction, Knowledge
+from fhir_mappings.drugs import IXABEPILONE
 from fhir_mappings.facts import DrugUse, LabValue, PatientFacts
 
-from .common import IXABEPILONE, drug_uses, has_capecitabine, is_above, num, usable
+from .common import drug_uses, has_capecitabine, is_above, num, usable
 
 LIVER = ("ast", "alt", "bilirubin")
 PREMED_STEROID = "dexamethasone"

@@ -19,7 +19,7 @@ from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import Dose, DrugUse, LabValue, PatientFacts
 
 from .assess import adjusted_dose
-from .common import age_days, day, escape_md, is_fresh, make, num, rule
+from .common import Draft, age_days, day, escape_md, is_fresh, num, rule
 
 
 def mosteller(height_cm: float, weight_kg: float) -> float:
@@ -69,7 +69,7 @@ def _kind(dose: Dose) -> str:
 
 
 @rule("dose-check")
-def dose_check(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def dose_check(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     """Every dose the order carries, ordered and calculated alike; the highest against the label dose.
 
     At order-select the clinician is still writing the order (the sandbox
@@ -148,4 +148,4 @@ def dose_check(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
         "",
         "**What to do:** recalculate the dose, or record why this dose is intended.",
     ]
-    yield make(kb, "dose-check", "warning", summary, "\n".join(lines))
+    yield Draft("warning", summary, "\n".join(lines))

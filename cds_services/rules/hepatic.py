@@ -18,13 +18,13 @@ from fhir_mappings.facts import PatientFacts
 from .assess import LIVER, LiverValue, adjusted_dose, grade, liver_values
 from .common import (
     LAB_NAMES,
+    Draft,
     delete_orders,
     escape_md,
     has_capecitabine,
     is_fresh,
     lab_status,
     lab_text,
-    make,
     num,
     reduce_orders,
     rule,
@@ -75,7 +75,7 @@ def _stale_suffix(facts: PatientFacts, kb: Knowledge, values: dict[str, LiverVal
 
 
 @rule("hepatic-combination")
-def hepatic_combination(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def hepatic_combination(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     """With capecitabine: AST/ALT > 2.5 x ULN or bilirubin > 1 x ULN [L Boxed warning; §4]."""
     partners = has_capecitabine(facts, kb)
     if not partners:
@@ -109,11 +109,11 @@ def hepatic_combination(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]
             "table only, so bilirubin still counts here."
         )
     lines += ["", "**What to do:** do not give the combination; review liver tests and the regimen."]
-    yield make(kb, "hepatic-combination", "critical", summary, "\n".join(lines), suggestions=delete_orders(facts))
+    yield Draft("critical", summary, "\n".join(lines), suggestions=delete_orders(facts))
 
 
 @rule("hepatic-monotherapy")
-def hepatic_monotherapy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def hepatic_monotherapy(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     """Monotherapy dose band of [L §2.4 Table]; beyond it, not recommended (critical)."""
     if has_capecitabine(facts, kb):
         return  # the boxed-warning rule covers the combination (stricter)
@@ -154,10 +154,7 @@ def hepatic_monotherapy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]
     if g.band is None:
         summary = f"{_trigger_text(g.values, keys)}{stale}: ixabepilone not recommended (hepatic impairment)"
         lines += ["", table, "", "**What to do:** do not give ixabepilone; review liver function."]
-        yield make(
-            kb,
-            "hepatic-monotherapy",
-            "critical",
+        yield Draft("critical",
             summary,
             "\n".join(lines),
             source=kb.hepatic_beyond.source,
@@ -177,10 +174,7 @@ def hepatic_monotherapy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]
         "",
         f"**What to do:** give {g.band.dose_text} [{g.band.source} {g.band.section}].{note}",
     ]
-    yield make(
-        kb,
-        "hepatic-monotherapy",
-        "warning",
+    yield Draft("warning",
         summary,
         "\n".join(lines),
         source=g.band.source,
@@ -190,7 +184,7 @@ def hepatic_monotherapy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]
 
 
 @rule("hepatic-impairment-condition")
-def hepatic_impairment_condition(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def hepatic_impairment_condition(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     """Liver disease is recorded but there are no current liver tests to grade it [L §2.4]."""
     if not facts.liver_disease or not facts.known("labs"):
         return  # without the labs at all, check-unavailable says so; "no current AST" would be untrue
@@ -221,4 +215,4 @@ def hepatic_impairment_condition(facts: PatientFacts, kb: Knowledge) -> Iterator
         f"**What to do:** order AST, ALT and total bilirubin and review them before dosing "
         f"(window {days} d {window(kb, 'ast').cite()}).",
     ]
-    yield make(kb, "hepatic-impairment-condition", "warning", summary, "\n".join(lines))
+    yield Draft("warning", summary, "\n".join(lines))

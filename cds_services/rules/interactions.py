@@ -34,7 +34,7 @@ from .assess import (
     stop_date,
     strong_inhibitor_uses,
 )
-from .common import age_days, cite, day, escape_md, make, names, num, reduce_orders, rule, use_line
+from .common import Draft, age_days, cite, day, escape_md, names, num, reduce_orders, rule, use_line
 
 GRAPEFRUIT = (
     "Grapefruit and grapefruit juice inhibit CYP3A4 and may raise ixabepilone levels: the patient should "
@@ -121,7 +121,7 @@ def _remove_drafts(uses: list[DrugUse], why: str) -> tuple[Suggestion, ...]:
 
 
 @rule("cyp3a4-strong-inhibitor")
-def cyp3a4_strong_inhibitor(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def cyp3a4_strong_inhibitor(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     matches = strong_inhibitor_uses(facts, kb)
     if not matches:
         return
@@ -159,11 +159,11 @@ def cyp3a4_strong_inhibitor(facts: PatientFacts, kb: Knowledge) -> Iterator[Find
     else:
         adjusted, _ = adjusted_dose(facts, kb)  # the lower of this and a hepatic reduction
         suggestions = reduce_orders(facts, adjusted, "strong CYP3A4 inhibitor, label §7")
-    yield make(kb, "cyp3a4-strong-inhibitor", "warning", summary, "\n".join(lines), suggestions=suggestions)
+    yield Draft("warning", summary, "\n".join(lines), suggestions=suggestions)
 
 
 @rule("cyp3a4-strong-inducer")
-def cyp3a4_strong_inducer(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def cyp3a4_strong_inducer(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     matches, premeds = chronic_inducers(facts, kb)
     if not matches:
         return
@@ -201,11 +201,11 @@ def cyp3a4_strong_inducer(facts: PatientFacts, kb: Knowledge) -> Iterator[Findin
     ]
     suggestions = (_remove_drafts([u for u, _ in matches], "strong CYP3A4 inducer during ixabepilone, label §7")
                    if not facts.orders else ())
-    yield make(kb, "cyp3a4-strong-inducer", "warning", summary, "\n".join(lines), suggestions=suggestions)
+    yield Draft("warning", summary, "\n".join(lines), suggestions=suggestions)
 
 
 @rule("cyp3a4-other")
-def cyp3a4_other(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def cyp3a4_other(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     if not facts.orders:
         return  # a patient already on ixabepilone: only strong interactions are raised (issue 12 item 6)
     drugs = kb.drugs_of_class(*CLASS_TEXT)
@@ -225,4 +225,4 @@ def cyp3a4_other(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
         "",
         f"- {GRAPEFRUIT}",
     ]
-    yield make(kb, "cyp3a4-other", "info", summary, "\n".join(lines))
+    yield Draft("info", summary, "\n".join(lines))

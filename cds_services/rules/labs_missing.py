@@ -13,7 +13,7 @@ from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import PatientFacts
 
-from .common import LAB_NAMES, age_days, below, day, escape_md, is_fresh, make, num, rule, usable
+from .common import LAB_NAMES, Draft, age_days, below, day, escape_md, is_fresh, num, rule, usable
 
 REQUIRED = ("neutrophils", "platelets", "ast", "alt", "bilirubin")
 
@@ -44,7 +44,7 @@ def _wbc_proves_low(facts: PatientFacts, kb: Knowledge) -> bool:
 
 
 @rule("labs-missing")
-def labs_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def labs_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     if not facts.known("labs"):
         return  # the labs could not be read at all: check-unavailable says so, not "none on record"
     items = []
@@ -73,4 +73,4 @@ def labs_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
         "",
         "**What to do:** order a CBC with differential and liver tests (AST, ALT, total bilirubin) as listed.",
     ]
-    yield make(kb, "labs-missing", "warning", summary, "\n".join(lines))
+    yield Draft("warning", summary, "\n".join(lines))

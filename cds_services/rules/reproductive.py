@@ -11,7 +11,7 @@ from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import Evidence, PatientFacts
 
-from .common import day, delete_orders, escape_md, make, num, rule
+from .common import Draft, day, delete_orders, escape_md, newest, num, rule
 
 
 def evidence_lines(items: tuple[Evidence, ...]) -> list[str]:
@@ -25,14 +25,13 @@ def evidence_lines(items: tuple[Evidence, ...]) -> list[str]:
 
 
 @rule("pregnancy")
-def pregnancy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def pregnancy(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     if not facts.pregnancy:
         return
     female = kb.thresholds["contraception-female"]  # [L §8.3] 7 months
     male = kb.thresholds["contraception-male"]  # [L §8.3] 4 months
     # The summary names the evidence used and its date: the newest dated record, else the first.
-    dated = [e for e in facts.pregnancy if e.date is not None]
-    first = max(dated, key=lambda e: e.date) if dated else facts.pregnancy[0]  # type: ignore[arg-type, return-value]
+    first = newest(facts.pregnancy) or facts.pregnancy[0]
     when = f" {first.date:%Y-%m-%d}" if first.date else " (date unknown)"
     summary = (
         f"Pregnancy: {first.label}{when}: ixabepilone contraindicated (embryo-fetal toxicity)"  # summary: plain text
@@ -54,11 +53,11 @@ def pregnancy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
         f"{num(kb.freshness['pregnancy-test'].value)} days, newer than this evidence, clears this card); do not give "
         "ixabepilone during pregnancy.",
     ]
-    yield make(kb, "pregnancy", "critical", summary, "\n".join(lines), suggestions=delete_orders(facts))
+    yield Draft("critical", summary, "\n".join(lines), suggestions=delete_orders(facts))
 
 
 @rule("breastfeeding")
-def breastfeeding(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def breastfeeding(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     if not facts.breastfeeding:
         return
     after = kb.thresholds["breastfeeding-after"]  # [L §8.2] 2 weeks
@@ -69,4 +68,4 @@ def breastfeeding(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
         f"**Label:** advise not to breastfeed during treatment and for {num(after.value)} weeks after the last dose "
         f"{after.cite()}; [S] agrees.",
     ]
-    yield make(kb, "breastfeeding", "warning", summary, "\n".join(lines))
+    yield Draft("warning", summary, "\n".join(lines))
