@@ -44,11 +44,6 @@ class NotFound(CdsError):
     code = "not-found"
 
 
-class PayloadTooLarge(CdsError):
-    status = 413
-    code = "too-costly"
-
-
 class UnsupportedMediaType(CdsError):
     status = 415
     code = "not-supported"

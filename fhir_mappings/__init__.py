@@ -65,7 +65,7 @@ def _draft_doses(resource: Any) -> tuple[Dose, ...]:
 
 
 def _use(resource: Any, medications: dict[str, Any], origin: str) -> DrugUse:
-    ids, how, display = drugs_of(resource, medications)
+    ids, _, display = drugs_of(resource, medications)
     draft = origin == "draft"
     doses = _draft_doses(resource) if draft else ()
     exposure, basis = exposure_of(resource, medication_of(resource, medications)) if ids else (None, None)
@@ -78,7 +78,6 @@ def _use(resource: Any, medications: dict[str, Any], origin: str) -> DrugUse:
         ref=reference_of(resource),
         date=_date(resource),
         dose=doses[0] if doses else None,
-        matched_by=how,
         # Only an ixabepilone draft is ever echoed back (an update suggestion): as the EHR sent it.
         resource=_echo(resource) if draft and IXABEPILONE in ids else None,
         doses=doses,
@@ -192,8 +191,6 @@ def build_facts(
             e for order, origin in vaccine_orders
             if (e := ordered_live_vaccine(order, medication_of(order, medications), origin)) is not None
         ),
-        birth_date=birth_date,
-        sex=sex,
         problems=tuple(problems) + tuple(mapping_problems),
         unavailable=dict(unavailable or {}),
         hook=hook,

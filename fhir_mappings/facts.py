@@ -113,7 +113,6 @@ class DrugUse:
     ref: str | None = None  # "MedicationRequest/123"
     date: datetime | None = None
     dose: Dose | None = None
-    matched_by: str | None = None  # "rxnorm", "ndc", "atc", "name", "ingredient"
     # The order's own JSON, for ixabepilone draft orders only, so a suggestion can update
     # or replace it (e.g. the same order with a reduced dose).
     resource: Mapping[str, Any] | None = None
@@ -179,8 +178,6 @@ class PatientFacts:
     live_vaccines: tuple[Evidence, ...] = ()  # given (Immunization), with the date given
     # Live vaccines ordered now: draft orders and active MedicationRequests (label says which).
     ordered_live_vaccines: tuple[Evidence, ...] = ()
-    birth_date: str | None = None
-    sex: str | None = None
     # Resources that could not be read, one sentence each, for the
     # check-unavailable card ("Observation/obs-7: unknown element 'foo'").
     problems: tuple[str, ...] = ()

@@ -22,8 +22,8 @@ field              type         meaning
 ``card_count``     int          cards returned (hook) or feedback items (feedback)
 ``latency_ms``     float        time spent serving the call
 ``status``         int          HTTP status returned
-``outcome``        str          one word: ``ok``, ``unauthorized``, ``bad_request``,
-                                ``fhir_error``, ``error``...
+``outcome``        str          ``ok`` (status below 400) or ``error``; the status
+                                says which error
 ``patient_id``     str          the FHIR Patient id: the only PHI on the line
 ``dropped``        list[str]    names of fields passed in but not on this list
 =================  ===========  ==============================================

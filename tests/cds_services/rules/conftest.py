@@ -107,7 +107,6 @@ def ixabepilone_order(mg_per_m2: float | None = 40, mg: float | None = None, *, 
         ref=ref,
         date=NOW,
         dose=dose,  # type: ignore[arg-type]
-        matched_by="rxnorm",
         resource=ixabepilone_resource(mg_per_m2, mg) if resource else None,
     )
 
@@ -159,8 +158,6 @@ def make_facts(**changes: Any) -> PatientFacts:
         labs=normal_labs(),
         orders=(order,),
         draft_orders=(order, *premeds),
-        sex="female",
-        birth_date="1968-04-02",
     )
     return dataclasses.replace(base, **changes)
 
