@@ -51,34 +51,38 @@ class Scope:
     triggers: frozenset[str] = frozenset()
 
 
-def _regimen_trigger(order: Any, ids: frozenset[str], medications: dict[str, Any], strong: frozenset[str]) -> bool:
+def _regimen_trigger(order: Any, ids: frozenset[str], medications: dict[str, Any], strong: frozenset[str],
+                     premedication: str) -> bool:
     """A draft that matters to a patient on ixabepilone: a systemic strong CYP3A4 drug, or a live vaccine.
 
-    A draft dexamethasone alone is the premedication, not chronic induction [L §7], so it is not one.
+    A draft of the corticosteroid premedication alone (dexamethasone, also a listed inducer) is the
+    premedication, not chronic induction [L §7], so it is not one.
     """
     medication = medication_of(order, medications)
     if ordered_live_vaccine(order, medication, "draft order") is not None:
         return True
     hit = ids & strong
-    if not hit or hit == {"dexamethasone"}:
+    if not hit or hit == {premedication}:
         return False
     exposure, _ = exposure_of(order, medication)
     return exposure != "local"
 
 
 def orders_in_scope(
-    request: HookRequest, drafts: list[Any], medications: dict[str, Any], interacting: frozenset[str],
-    strong: frozenset[str] = frozenset(),
+    request: HookRequest, drafts: list[Any], medications: dict[str, Any], kb: Knowledge,
 ) -> Scope | None:
     """What to check, or None when there is nothing to do.
 
     order-sign: every ixabepilone draft. order-select: the selected
     ixabepilone drafts; or, when the selection is a drug that interacts with
     ixabepilone, every ixabepilone draft already on the order list. With no
-    ixabepilone draft at all: the strong CYP3A4 inhibitors/inducers (``strong``)
+    ixabepilone draft at all: the strong CYP3A4 inhibitors/inducers
     and live vaccines among the drafts (order-sign) or the selection
     (order-select), to be checked against an ixabepilone course in the record.
     """
+    interacting = kb.interacting_drugs
+    strong = kb.drugs_of_class("strong-inhibitor", "strong-inducer")
+    steroid = kb.premedication.corticosteroid.drug
     ixabepilone: set[str] = set()
     triggers: set[str] = set()
     interacting_selected = False
@@ -91,7 +95,8 @@ def orders_in_scope(
             continue
         if ref in selected and ids & interacting:
             interacting_selected = True
-        if (request.hook != ORDER_SELECT or ref in selected) and _regimen_trigger(order, ids, medications, strong):
+        in_view = request.hook != ORDER_SELECT or ref in selected
+        if in_view and _regimen_trigger(order, ids, medications, strong, steroid):
             triggers.add(ref)
     if not ixabepilone:
         return Scope(frozenset(), frozenset(triggers)) if triggers else None
@@ -132,8 +137,7 @@ def run_hook(
         ref: r for r in parsed_drafts if r.get_resource_type() == "Medication" and (ref := reference_of(r))
     }
     drafts = [r for r in parsed_drafts if r.get_resource_type() != "Medication"]
-    scope = orders_in_scope(request, drafts, medications, kb.interacting_drugs,
-                            kb.drugs_of_class("strong-inhibitor", "strong-inducer"))
+    scope = orders_in_scope(request, drafts, medications, kb)
     if scope is None:
         # An ixabepilone draft we could not read must not turn into silence: say so.
         parsed_refs = {f"{r.get_resource_type()}/{r.id}" for r in parsed_drafts if r.id}

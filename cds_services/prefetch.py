@@ -117,6 +117,14 @@ def _cut_short(key: str, value: Any) -> str | None:
     return None
 
 
+def _queue_next_page(key: str, first_page: Any, pages: dict[str, str], problems: list[str]) -> None:
+    """A first page's ``next`` link is queued to be read; a last page that says more matched is a problem."""
+    if next_url := _next_link(first_page):
+        pages[key] = next_url
+    elif problem := _cut_short(key, first_page):
+        problems.append(problem)
+
+
 def _relative(base_url: str, url: str) -> str | None:
     """``url`` relative to ``base_url`` ("Observation?..." or "?_getpages=..."), or None when it points
     anywhere else: a next link is data from the caller or the server, never followed off fhirServer."""
@@ -172,10 +180,7 @@ def gather(
             why_missing[key] = _outcome_text(value) if isinstance(value, dict) else "not prefetched"
             continue
         resources.extend(found)
-        if next_url := _next_link(value):
-            pages[key] = next_url
-        elif problem := _cut_short(key, value):
-            problems.append(problem)
+        _queue_next_page(key, value, pages, problems)
     base_url, no_server = _server(request, allowed_servers, allow_http)
     needs_server = bool(missing or pages or _unresolved_medications(resources))
     if base_url is None or not needs_server:
@@ -203,10 +208,7 @@ def gather(
                     unavailable[key] = f"{why_missing[key]}; the FHIR server's answer is not a FHIR resource"
                     continue
                 resources.extend(found)
-                if next_url := _next_link(result):
-                    pages[key] = next_url
-                elif problem := _cut_short(key, result):
-                    problems.append(problem)
+                _queue_next_page(key, result, pages, problems)
         problems += _read_later_pages(pages, reader, resources)
         problems += _read_medications(reader, resources)
     return _result(resources, problems, unavailable, templates)

@@ -16,7 +16,6 @@ from fhir_mappings.facts import DrugUse, LabValue, PatientFacts
 from .common import drug_uses, has_capecitabine, is_above, num, usable
 
 LIVER = ("ast", "alt", "bilirubin")
-PREMED_STEROID = "dexamethasone"
 
 
 @dataclass(frozen=True)
@@ -210,7 +209,7 @@ def chronic_inducers(facts: PatientFacts, kb: Knowledge) -> tuple[Matches, list[
         hit = use.drugs & inducers
         if not hit:
             continue
-        if use.origin == "draft" and hit == frozenset({PREMED_STEROID}):
+        if use.origin == "draft" and hit == {kb.premedication.corticosteroid.drug}:
             premeds.append(use)  # a single premedication dose is not chronic induction [L §7]
         else:
             counted.append(use)
