@@ -79,7 +79,7 @@ _REPORTED_FOR_DRAFTS = frozenset({("MedicationRequest", "dosageInstruction")})
 _STATUS_REQUIRED = frozenset({"Observation", "MedicationRequest", "MedicationStatement", "Procedure", "Immunization"})
 
 
-def resources_from_bundle(bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
+def resources_from_bundle(bundle: object) -> list[dict[str, Any]]:
     """The resource dicts of a Bundle's entries (no ``entry``, entries without a resource: skipped).
 
     A Bundle without ``type`` (the CDS Hooks sandbox sends its draft orders so) is read all the same.

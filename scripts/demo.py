@@ -35,8 +35,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fhir_server as fs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scripts import fhir_server as fs
 
 ROOT = fs.ROOT
 GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
@@ -200,7 +200,7 @@ def table(outcomes: list[Outcome], width: int = 0) -> str:
         cards = [(c.indicator, c.code, c.summary) for c in o.cards] or [("", "(no cards)", "")]
         if o.error:
             cards = [("", "(error)", o.error)]
-        block = []
+        block: list[tuple[str, ...]] = []
         for i in range(max(len(expected), len(cards))):
             head = ("OK" if o.ok else "MISMATCH", o.patient_id) if i == 0 else ("", "")
             code = expected[i] if i < len(expected) else ""
