@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ def now() -> datetime:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Callable[..., Any]:
+def make_app(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Build apps on a per-test database; closed at teardown."""
     apps = []
 

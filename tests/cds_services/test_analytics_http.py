@@ -13,6 +13,7 @@ import json
 import logging
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -198,7 +199,7 @@ def app_at(make_app, tmp_path):
     Making the next one writes out the cards the earlier ones queued, as their
     writer threads would within a second.
     """
-    made = []
+    made: list[Any] = []
 
     def _at(moment, **settings):
         for earlier in made:

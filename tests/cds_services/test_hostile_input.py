@@ -16,7 +16,7 @@ import io
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 from urllib.parse import quote, quote_from_bytes
 
@@ -118,7 +118,7 @@ def checked(response, allowed: set[int]) -> Any:
     return body
 
 
-def service_cards(response, allowed: set[int] = frozenset({200})) -> list[dict[str, Any]] | None:
+def service_cards(response, allowed: Collection[int] = frozenset({200})) -> list[dict[str, Any]] | None:
     """Cards of a 200 (checked against the CDS Hooks response schema), None for an error."""
     body = checked(response, set(allowed))
     if response.status_code != 200:
@@ -222,7 +222,7 @@ def json_documents(text: st.SearchStrategy[str]) -> st.SearchStrategy[Any]:
 
 json_values = json_documents(unicode_text)
 valid_json_values = json_documents(valid_text)  # where a 400 would skip the property under test
-hostile_values = st.one_of(
+hostile_values: st.SearchStrategy[Any] = st.one_of(
     json_values,
     # Huge strings: "\u00e9" is written as a 6-byte escape, so 150,000 stay under the 1 MiB limit.
     st.integers(min_value=10_000, max_value=150_000).map(lambda n: "\u00e9" * n),

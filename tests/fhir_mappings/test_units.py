@@ -79,7 +79,7 @@ def test_negative_result_is_not_believed():
 
 # Per canonical unit, a UCUM code of each dimension the table holds, with its factor from the
 # sources (codes.md): the other entries' factors must follow from UCUM alone.
-PIVOTS = {
+PIVOTS: dict[str, list[tuple[str, float]]] = {
     "cells/mm3": [("/uL", 1)],
     "U/L": [("U/L", 1)],
     "mg/dL": [("mg/dL", 1), ("umol/L", 1 / 17.1)],  # mass and amount concentration of bilirubin

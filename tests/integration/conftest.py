@@ -348,7 +348,7 @@ def wait_for_gunicorn(process: subprocess.Popen[bytes], log_path: Path, timeout:
             raise PackageError(f"gunicorn exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
         if base_url is None:
             found = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", log_path.read_text(errors="replace"))
-            base_url = found and found.group(1)
+            base_url = found.group(1) if found else None
         if base_url is not None:
             try:
                 if requests.get(f"{base_url}/healthz", timeout=2).status_code == 200:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -86,7 +86,7 @@ class SlowServer:
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/fhir"
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="slow-fhir", daemon=True)
 
-    def __enter__(self) -> SlowServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 

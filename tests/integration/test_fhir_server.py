@@ -9,6 +9,7 @@ medications are asked for on purpose since issue 12).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -72,7 +73,7 @@ CLEAN_EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def session(fhir_server) -> requests.Session:
+def session(fhir_server) -> Iterator[requests.Session]:
     s = requests.Session()
     s.headers.update({"Authorization": f"Bearer {fhir_server.token}", "Accept": "application/fhir+json"})
     yield s

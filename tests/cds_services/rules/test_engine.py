@@ -6,6 +6,7 @@ from collections import Counter
 
 from cds_services import rules
 from cds_services.rules import evaluate
+from cds_services.rules.common import Rule
 from fhir_mappings.facts import Dose
 from tests.cds_services.rules.conftest import (
     add_meds,
@@ -97,10 +98,10 @@ def test_every_summary_is_under_140_characters(kb):
 
 
 def test_a_rule_that_raises_becomes_check_unavailable(kb, monkeypatch, caplog):
-    def broken(facts, kb):
+    def body(facts, kb):
         raise ZeroDivisionError("boom")
 
-    broken.code = "platelets-low"
+    broken = Rule("platelets-low", body)
     monkeypatch.setattr(rules, "RULES", [broken, *rules.RULES[1:]])
     facts = with_labs(make_facts(), neutrophils=lab("neutrophils", 800))
     with caplog.at_level(logging.ERROR, logger="cds_services.rules"):
