@@ -388,12 +388,6 @@ def read_doses(request: Any) -> tuple[Dose, ...]:
     return tuple(doses)
 
 
-def read_dose(request: Any) -> Dose | None:
-    """The first dose of :func:`read_doses` (the one a suggestion rewrites); None when not an order."""
-    doses = read_doses(request)
-    return doses[0] if doses else None
-
-
 # --------------------------------------------------------------------------- route and dose form
 
 
