@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from . import ReasonError
+
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
 # Percent-encoded '.', '/', '\' would let a path escape its prefix once the
@@ -28,12 +30,8 @@ _ENCODED_TRICKS = re.compile(r"%(2e|2f|5c)", re.IGNORECASE)
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 
 
-class FhirServerNotAllowed(ValueError):
+class FhirServerNotAllowed(ReasonError, ValueError):
     """The fhirServer URL is not one we may call; ``reason`` is for the log."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from typing import Any
 import jwt
 import requests
 
+from . import ReasonError
 from .algorithms import ALLOWED_ALGORITHMS
 from .clients import TrustedClients
 
@@ -36,12 +37,8 @@ logger = logging.getLogger("cds.security")
 _PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
 
-class JwksError(Exception):
+class JwksError(ReasonError):
     """No usable key; ``reason`` is for the log (it never holds a token)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class UnknownIssuer(JwksError):

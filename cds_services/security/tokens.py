@@ -40,6 +40,7 @@ from typing import Any, Literal, overload
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from . import ReasonError
 from .algorithms import ALLOWED_ALGORITHMS
 from .clients import TrustedClients
 from .jwks import JkuNotAllowed, JwksCache, JwksError, PublicKey
@@ -52,12 +53,8 @@ _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _MAX_CLAIM_CHARS = 255  # jti, kid, tenant, sub: longer values are not ids
 
 
-class AuthError(Exception):
+class AuthError(ReasonError):
     """The request is not from a trusted client. ``reason`` is for the log."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
