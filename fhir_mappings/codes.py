@@ -137,3 +137,11 @@ def observation_query_codes(group: str) -> list[str]:
 def procedure_query_codes() -> list[str]:
     """``system|code`` tokens of the radiotherapy procedures."""
     return [f"{SNOMED}|{code}" for code in CODES["radiotherapy"]["snomed"]]
+
+
+def concept_text(concept: Any, fallback: str = "") -> str:
+    """What a CodeableConcept says in words: its text, else its first coding's display, else ``fallback``."""
+    if concept is None:
+        return fallback
+    text: str = concept.text or next((c.display for c in concept.coding or [] if c.display), fallback)
+    return text

@@ -18,7 +18,17 @@ from typing import Any
 
 from fhir.resources.R4B.medication import Medication
 
-from .codes import ATC, LOCAL_ROUTES, LOCAL_WORDS, NDC, RXNORM, SYSTEMIC_ROUTES, SYSTEMIC_WORDS, canonical_system
+from .codes import (
+    ATC,
+    LOCAL_ROUTES,
+    LOCAL_WORDS,
+    NDC,
+    RXNORM,
+    SYSTEMIC_ROUTES,
+    SYSTEMIC_WORDS,
+    canonical_system,
+    concept_text,
+)
 from .codes import SNOMED as SNOMED_CT
 from .dates import to_utc
 from .facts import Dose
@@ -217,13 +227,6 @@ def identify_concept(concept: Any) -> tuple[frozenset[str], str | None]:
     return names, ("name" if names else None)
 
 
-def _display(concept: Any) -> str:
-    if concept is None:
-        return ""
-    text: str = concept.text or next((c.display for c in concept.coding or [] if c.display), "")
-    return text
-
-
 def _medication_drugs(medication: Any) -> tuple[frozenset[str], str | None, str]:
     """A Medication by its own code, else by its ingredients' codes, else by names."""
     ingredients = [getattr(i, "itemCodeableConcept", None) for i in medication.ingredient or []]
@@ -238,7 +241,7 @@ def _medication_drugs(medication: Any) -> tuple[frozenset[str], str | None, str]
         for concept in ingredients:
             ids |= _by_names(concept)
         how = "name" if ids else None
-    display = _display(medication.code) or ", ".join(d for d in (_display(c) for c in ingredients) if d)
+    display = concept_text(medication.code) or ", ".join(d for d in (concept_text(c) for c in ingredients) if d)
     return frozenset(ids), how, display
 
 
@@ -272,7 +275,7 @@ def drugs_of(resource: Any, medications: Mapping[str, Medication]) -> tuple[froz
     concept = getattr(resource, "medicationCodeableConcept", None)
     if concept is not None:
         ids, how = identify_concept(concept)
-        return ids, how, _display(concept)
+        return ids, how, concept_text(concept)
     reference = getattr(resource, "medicationReference", None)
     if reference is None:
         return frozenset(), None, ""

@@ -93,7 +93,8 @@ def _adapter(resource_type: str, element: str) -> TypeAdapter[Any]:
     return TypeAdapter(annotation)
 
 
-def _short(text: str, limit: int = 80) -> str:
+def short_text(text: str, limit: int = 80) -> str:
+    """One line of at most ``limit`` characters, for a problem sentence that quotes what was sent."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
@@ -123,7 +124,8 @@ def _validate(resource_type: str, element: str, value: Any) -> tuple[Any, Any, s
                 first: Mapping[str, Any] = errors[0] if errors else {}
                 where = ".".join(str(p) for p in (element, *first.get("loc", ())))
                 more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-                return None, None, f"{_short(where, 60)}: {_short(first.get('msg', 'invalid')).rstrip('.')}{more}"
+                why = short_text(first.get("msg", "invalid")).rstrip(".")
+                return None, None, f"{short_text(where, 60)}: {why}{more}"
             if value is original:
                 value = copy.deepcopy(original)
             value = _wrap_at(value, tuple(singles[0]))

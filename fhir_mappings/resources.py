@@ -41,7 +41,7 @@ from .codes import (
 from .dates import parse_fhir_datetime
 from .drugs import may_name_known_drug
 from .labs import CLOCK_SKEW, PRELIMINARY_STATUS, USABLE_STATUS, has_value
-from .reading import model_class, read_resource, unreadable_elements
+from .reading import model_class, read_resource, short_text, unreadable_elements
 from .references import split_reference
 
 __all__ = ["Resource", "parse_resource", "parse_resources", "resources_from_bundle"]
@@ -106,11 +106,6 @@ def _label(raw: Mapping[str, Any]) -> str:
     return f"{rtype}/{rid}"
 
 
-def _short(text: str, limit: int = 80) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
 def parse_resource(raw: Any) -> tuple[Resource | None, str | None]:
     """One R4 JSON resource as its R4B model (the elements we read), or None and why.
 
@@ -123,7 +118,7 @@ def parse_resource(raw: Any) -> tuple[Resource | None, str | None]:
     if not isinstance(rtype, str):
         return None, f"{label} has no resourceType."
     if model_class(rtype) is None:
-        return None, f"{label}: '{_short(rtype, 40)}' is not a FHIR R4 resource type."
+        return None, f"{label}: '{short_text(rtype, 40)}' is not a FHIR R4 resource type."
     return read_resource(raw), None
 
 
@@ -135,7 +130,7 @@ def element_problems(resource: Resource, label: str, *, draft: bool = False) -> 
         if (rtype, element) in _REPORTED_BY_MAPPING or (draft and (rtype, element) in _REPORTED_FOR_DRAFTS):
             continue
         weakens = "the checks of this draft order" if draft else WEAKENS.get(rtype, "the checks")
-        out.append(_short(f"{label}: its {element} is not valid FHIR R4 ({why}); {weakens} could not use it.",
+        out.append(short_text(f"{label}: its {element} is not valid FHIR R4 ({why}); {weakens} could not use it.",
                           _MAX_PROBLEM))
     return out
 
@@ -269,8 +264,8 @@ def _outcome_problem(raw: Mapping[str, Any]) -> str | None:
     for issue in serious or issues:
         details = details if isinstance(details := issue.get("details"), Mapping) else {}
         text = issue.get("diagnostics") or details.get("text") or issue.get("code") or "no details"
-        texts.append(_short(str(text), 120))
-    return _short(f"The EHR returned an OperationOutcome instead of data: {'; '.join(texts) or 'no details'}.",
+        texts.append(short_text(str(text), 120))
+    return short_text(f"The EHR returned an OperationOutcome instead of data: {'; '.join(texts) or 'no details'}.",
                   _MAX_PROBLEM)
 
 
@@ -296,12 +291,12 @@ class _Parser:
             other = _names_other_subject(reference, self.patient_id) if reference else None
         if other:
             whose = "another patient" if other.startswith("Patient/") else "something other than the patient in context"
-            self.problems.append(f"{label} was left out: it belongs to {whose} ({_short(other, 80)}).")
+            self.problems.append(f"{label} was left out: it belongs to {whose} ({short_text(other, 80)}).")
             return None
         if modifiers := _modifier_urls(raw):
             # FHIR R4 §2.21.0.3: a modifier extension changes what the resource means; one we do not
             # understand means we cannot know what it says, so it is not used, and that is said.
-            self.problems.append(_short(f"{label} carries a modifier extension this service does not understand "
+            self.problems.append(short_text(f"{label} carries a modifier extension this service does not understand "
                                         f"({modifiers}): it was not used; review it by hand.", _MAX_PROBLEM))
             return None
         resource, problem = parse_resource(raw)

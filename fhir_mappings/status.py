@@ -22,6 +22,7 @@ from .codes import (
     REPRODUCTIVE_LOINC,
     SNOMED,
     canonical_system,
+    concept_text,
     cvx_key,
     icd10_kinds,
 )
@@ -63,12 +64,6 @@ def _codes(concept: Any, system: str) -> list[str]:
 
 def _status_codes(concept: Any) -> set[str]:
     return {c.code for c in (concept.coding if concept is not None else None) or [] if c.code}
-
-
-def _label(concept: Any, fallback: str) -> str:
-    if concept is None:
-        return fallback
-    return concept.text or next((c.display for c in concept.coding or [] if c.display), fallback)
 
 
 def condition_kinds(condition: Any) -> set[str]:
@@ -124,7 +119,7 @@ def condition_evidence(conditions: Iterable[Any], now: datetime | None = None) -
         if not kinds or _status_codes(cond.verificationStatus) & NOT_TRUE:
             continue
         matched = next(iter(_codes(cond.code, SNOMED) + _codes(cond.code, ICD10CM)), None)
-        label = _label(cond.code, "Condition")
+        label = concept_text(cond.code, "Condition")
         if PREGNANCY_ENDED in kinds:
             out[PREGNANCY_ENDED].append(Evidence(label, _onset(cond), reference_of(cond), matched))
             kinds = kinds - {PREGNANCY_ENDED}
@@ -265,7 +260,7 @@ def allergies(resources: Iterable[Any]) -> list[Allergy]:
                 ids = ids | more
         if not ids:
             continue
-        display = _label(allergy.code, ", ".join(sorted(ids)))
+        display = concept_text(allergy.code, ", ".join(sorted(ids)))
         date = to_utc(allergy.onsetDateTime) or to_utc(allergy.recordedDate)
         severity, anaphylaxis, reactions = _reaction_facts(allergy.reaction or [])
         out.append(
@@ -299,7 +294,7 @@ def _reaction_facts(reactions: Iterable[Any]) -> tuple[str | None, bool, tuple[s
         if not isinstance(manifestations, list):
             manifestations = [manifestations]  # tolerant reading: one object where a list belongs
         for concept in manifestations:
-            label = _label(concept, "")
+            label = concept_text(concept, "")
             if label:
                 labels.append(label)
             words = " ".join([label, *((c.display or "") for c in getattr(concept, "coding", None) or [])]).lower()
@@ -325,7 +320,7 @@ def radiotherapy(procedures: Iterable[Any], now: datetime | None = None) -> list
         if not matched:
             continue
         date = to_utc(proc.performedDateTime) or period_time(proc.performedPeriod)
-        label = _label(proc.code, "Radiotherapy")
+        label = concept_text(proc.code, "Radiotherapy")
         ongoing = proc.status == "in-progress" and (proc.performedPeriod is None or proc.performedPeriod.end is None)
         if ongoing and now is not None:
             date, label = now, f"{label} (in progress)"
@@ -345,9 +340,8 @@ def ordered_live_vaccine(request: Any, medication: Any | None, origin: str) -> E
     found = [c for c in _codes(concept, CVX) if cvx_key(c) in LIVE_VACCINE_CVX]
     if not found:
         return None
-    return Evidence(
-        f"{_label(concept, 'Live vaccine')} ({origin})", to_utc(request.authoredOn), reference_of(request), found[0]
-    )
+    label = f"{concept_text(concept, 'Live vaccine')} ({origin})"
+    return Evidence(label, to_utc(request.authoredOn), reference_of(request), found[0])
 
 
 def live_vaccines(immunizations: Iterable[Any]) -> list[Evidence]:
@@ -359,9 +353,6 @@ def live_vaccines(immunizations: Iterable[Any]) -> list[Evidence]:
         found = [c for c in _codes(imm.vaccineCode, CVX) if cvx_key(c) in LIVE_VACCINE_CVX]
         if not found:
             continue
-        out.append(
-            Evidence(
-                _label(imm.vaccineCode, "Live vaccine"), to_utc(imm.occurrenceDateTime), reference_of(imm), found[0]
-            )
-        )
+        label = concept_text(imm.vaccineCode, "Live vaccine")
+        out.append(Evidence(label, to_utc(imm.occurrenceDateTime), reference_of(imm), found[0]))
     return out
