@@ -12,6 +12,9 @@ from http import HTTPStatus
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
+# gunicorn (a runtime dependency) raises its own parse errors from wsgi.input (a malformed chunk), not OSError.
+from gunicorn.http.errors import ParseException as _ServerBodyError
+
 from .analytics import apply_silent_mode, record_served
 from .catalog import Service, discovery_document, find_service
 from .errors import BadRequest, NotFound, Unauthorized
@@ -22,12 +25,6 @@ from .runtime import Runtime, runtime
 from .schemas import load_schema
 from .security.audit import AUDIT_LOGGER, audit_record, log_audit
 from .security.tokens import AuthError
-
-try:  # gunicorn raises its own parse errors from wsgi.input (a malformed chunk), not OSError
-    from gunicorn.http.errors import ParseException as _ServerBodyError
-except ImportError:  # pragma: no cover - another WSGI server
-    class _ServerBodyError(Exception):  # type: ignore[no-redef]
-        """Never raised: stands in when gunicorn is not installed."""
 
 bp = Blueprint("cds", __name__)
 audit_log = logging.getLogger(AUDIT_LOGGER)

@@ -505,8 +505,8 @@ def course_end(resource: Any) -> tuple[datetime | None, str | None]:
         if repeat is None:
             continue
         bounds = getattr(repeat, "boundsPeriod", None)
-        if bounds is not None and to_utc(bounds.end):
-            ends.append((to_utc(bounds.end), "dosing period end"))  # type: ignore[arg-type]
+        if bounds is not None and (bound_end := to_utc(bounds.end)):
+            ends.append((bound_end, "dosing period end"))
             continue
         start = (to_utc(bounds.start) if bounds is not None else None) or authored
         length = _duration(getattr(repeat, "boundsDuration", None))

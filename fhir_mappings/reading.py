@@ -183,7 +183,8 @@ def _contained(items: Any, unreadable: dict[str, str]) -> list[Resource]:
 
 def _private(resource: Any) -> tuple[dict[str, str], Mapping[str, Any] | None, dict[str, Any]]:
     stored = getattr(resource, "__pydantic_private__", None) or {}
-    return stored.get(_PRIVATE, ({}, None, {}))  # type: ignore[no-any-return]
+    found: tuple[dict[str, str], Mapping[str, Any] | None, dict[str, Any]] = stored.get(_PRIVATE, ({}, None, {}))
+    return found
 
 
 def unreadable_elements(resource: Any) -> Mapping[str, str]:

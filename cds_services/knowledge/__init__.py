@@ -390,7 +390,7 @@ def load_knowledge(path: str | Path | None = None, *, rule_codes: Collection[str
     """
     if rule_codes is None:
         # The registry's rules read this module's types, so it is imported when a file is loaded.
-        from cds_services.rules import RULE_CODES  # noqa: PLC0415
+        from cds_services.rules import RULE_CODES  # noqa: PLC0415 (the registry imports this module)
 
         rule_codes = RULE_CODES
     file = Path(path) if path else DEFAULT_PATH

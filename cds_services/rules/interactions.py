@@ -134,7 +134,7 @@ def cyp3a4_strong_inhibitor(facts: PatientFacts, kb: Knowledge) -> Iterator[Draf
         summary = (f"Strong CYP3A4 inhibitor{plural} {drugs} for a patient on ixabepilone "
                    f"({_regimen_name(facts, kb)}): avoid, or use {num(dose.value)} mg/m2")
     elif stopped and len(stopped) == len(matches):
-        when = max(stop_date(facts, u)[0] for u in stopped)  # type: ignore[type-var]
+        when = max((w for u in stopped if (w := stop_date(facts, u)[0]) is not None), default=None)
         summary = (f"Strong CYP3A4 inhibitor{plural} {drugs} stopped {day(when)}: keep ixabepilone at "
                    f"{num(dose.value)} mg/m2 until about 1 week after")
     else:
