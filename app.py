@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import requests
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def create_app(
@@ -48,6 +50,7 @@ def create_app(
 
     app = Flask(__name__, instance_path=default_instance_path())
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    assert isinstance(app.json, DefaultJSONProvider)  # Flask's own, unless a subclass sets another
     app.json.sort_keys = False  # keep the spec's field order in cards
 
     kb = load_knowledge(settings.knowledge_path)
@@ -55,7 +58,8 @@ def create_app(
     if settings.silent_rules:
         logging.getLogger("cds.analytics").warning(
             "SILENT MODE for %s (CDS_SILENT_RULES): their cards are computed and logged for the analytics "
-            "but not returned to the EHR", "every rule" if "*" in settings.silent_rules else ", ".join(settings.silent_rules),
+            "but not returned to the EHR",
+            "every rule" if "*" in settings.silent_rules else ", ".join(settings.silent_rules),
         )
     database_url = settings.database_url
     if database_url is None:
@@ -80,6 +84,7 @@ def create_app(
         from cds_services.security.replay import MemoryReplayStore, SqlReplayStore
         from cds_services.security.tokens import ClientVerifier
 
+        assert settings.trusted_clients is not None  # load_settings refuses authentication without clients
         clients = load_trusted_clients(settings.trusted_clients)
         replay = (
             SqlReplayStore(create_engine(database_url, pool_pre_ping=True))  # survive a database restart
@@ -87,8 +92,11 @@ def create_app(
             else MemoryReplayStore()
         )
         verifier = ClientVerifier(
-            clients, JwksCache(clients, session or requests.Session()), replay,
-            settings.jwt_max_lifetime, settings.jwt_leeway,
+            clients,
+            JwksCache(clients, session or requests.Session()),
+            replay,
+            max_lifetime_seconds=settings.jwt_max_lifetime,
+            leeway_seconds=settings.jwt_leeway,
         )
     feedback = FeedbackStore(database_url)
     clock = clock or _utc_now
@@ -114,10 +122,13 @@ def create_app(
     return app
 
 
+app: Flask  # built on first use by __getattr__ below (PEP 562)
+
+
 def __getattr__(name: str) -> Any:
     """``app.app`` is built on first use, so importing this module has no side effects."""
     if name == "app":
-        global app
+        global app  # noqa: PLW0603 (PEP 562: built once, then found without calling __getattr__ again)
         app = create_app()
         return app
     raise AttributeError(name)

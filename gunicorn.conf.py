@@ -6,6 +6,7 @@ threads per process to overlap the waits. Timeouts stay below what an EHR
 waits for a hook (a few seconds), so a stuck worker is replaced before the
 EHR gives up on us.
 """
+import gc
 import multiprocessing
 import os
 
@@ -37,10 +38,12 @@ max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = max_requests // 10
 accesslog = "-"
 errorlog = "-"
-access_log_format = '{"time":"%(t)s","remote":"%(h)s","method":"%(m)s","path":"%(U)s","status":%(s)s,"bytes":%(B)s,"ms":%(M)s}'
+access_log_format = (
+    '{"time":"%(t)s","remote":"%(h)s","method":"%(m)s","path":"%(U)s","status":%(s)s,"bytes":%(B)s,"ms":%(M)s}'
+)
 
 
-def pre_request(worker, req):
+def pre_request(_worker, req):
     """Let the application ask for ``Connection: close`` (cds_services/api.py).
 
     gunicorn drops a ``Connection`` header the application sets (PEP 3333
@@ -55,7 +58,7 @@ def pre_request(worker, req):
     req.body.cds_close_connection = req.force_close
 
 
-def post_worker_init(worker):
+def post_worker_init(_worker):
     """Tune the cyclic garbage collector once the app is loaded in the worker.
 
     A hook call allocates tens of thousands of short-lived, acyclic objects
@@ -65,7 +68,5 @@ def post_worker_init(worker):
     the threshold cut in-process time by about a fifth at 1,000 and 10,000
     resources (bench/README.md). Cycles are still collected.
     """
-    import gc
-
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)

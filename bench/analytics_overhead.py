@@ -21,7 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -29,7 +29,7 @@ if __package__ in (None, ""):
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGN = "/cds-services/ixabepilone-order-sign"
-NOW = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)  # the sample's labs are from the day before
+NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # the sample's labs are from the day before
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def main() -> None:
         times: dict[str, list[float]] = {"log on": [], "log off": []}
 
         def run(mode: str, n: int) -> None:
-            cds.analytics.record = real_record if mode == "log on" else (lambda rows: None)
+            cds.analytics.record = real_record if mode == "log on" else (lambda _rows: None)
             for _ in range(n):
                 started = time.perf_counter()
                 response = client.post(SIGN, data=body, content_type="application/json")

@@ -20,16 +20,17 @@ import json
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.patients import PatientRecord, generate_record, search_bundle  # noqa: E402
+from bench.patients import PatientRecord, generate_record, search_bundle
 
 _DATE_FIELDS = ("effectiveDateTime", "occurrenceDateTime", "authoredOn", "recordedDate", "onsetDateTime")
 
@@ -103,7 +104,7 @@ def make_server(
         # for the client's delayed ACK (~40 ms on Linux), which would add to --delay.
         disable_nagle_algorithm = True
 
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        def do_GET(self) -> None:
             started = time.monotonic()
             if self.headers.get("Authorization") != f"Bearer {token}":
                 status, body = 401, {"resourceType": "OperationOutcome",
@@ -121,7 +122,7 @@ def make_server(
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+        def log_message(self, _format: str, *_args: Any) -> None:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--now", help="ISO datetime the record is relative to (default: now)")
     parser.add_argument("--max-seconds", type=float, default=3600.0, help="stop by itself after this long")
     args = parser.parse_args(argv)
-    now = datetime.fromisoformat(args.now) if args.now else datetime.now(timezone.utc)
+    now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
     record = generate_record(args.size, seed=args.seed, patient_id=args.patient_id, now=now)
     server = make_server(record, args.port, args.delay)
     stopper = threading.Timer(args.max_seconds, server.shutdown)

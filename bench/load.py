@@ -118,22 +118,23 @@ async def _client(
     errors: list[str],
     expect: bytes | None,
 ) -> None:
-    reader = writer = None
+    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     try:
         while time.monotonic() < stop_at and budget[0] > 0:
             budget[0] -= 1
-            if writer is None:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            if conn is None:
+                conn = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            reader, writer = conn
             started = time.perf_counter()
             try:
                 writer.write(payload)
                 await writer.drain()
                 status, body, keep_alive = await asyncio.wait_for(_read_response(reader), timeout)
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as error:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as error:
                 statuses["exception"] += 1
                 errors.append(f"{type(error).__name__}: {error}"[:300])
                 writer.close()
-                reader = writer = None
+                conn = None
                 continue
             elapsed_ms = (time.perf_counter() - started) * 1000
             statuses[str(status)] += 1
@@ -143,10 +144,10 @@ async def _client(
                 errors.append(f"HTTP {status}: {body[:300]!r}")
             if not keep_alive:
                 writer.close()
-                reader = writer = None
+                conn = None
     finally:
-        if writer is not None:
-            writer.close()
+        if conn is not None:
+            conn[1].close()
 
 
 async def _run(
@@ -169,9 +170,7 @@ async def _run(
     done, pending = await asyncio.wait(tasks, timeout=duration + timeout + 5)
     for task in pending:
         task.cancel()
-    for task in done:
-        if task.exception() is not None:
-            errors.append(f"client crashed: {task.exception()!r}")
+    errors.extend(f"client crashed: {task.exception()!r}" for task in done if task.exception() is not None)
     elapsed = time.monotonic() - started
     return LoadResult(
         clients=clients,

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -107,7 +108,8 @@ MEDICATIONS: tuple[tuple[str, str, str], ...] = (
 
 # (SNOMED, display, ICD-10-CM, ICD display)
 CONDITIONS: tuple[tuple[str, str, str, str], ...] = (
-    ("254837009", "Malignant neoplasm of breast", "C50.911", "Malignant neoplasm of unspecified site of right female breast"),
+    ("254837009", "Malignant neoplasm of breast", "C50.911",
+     "Malignant neoplasm of unspecified site of right female breast"),
     ("38341003", "Hypertensive disorder, systemic arterial", "I10", "Essential (primary) hypertension"),
     ("55822004", "Hyperlipidemia", "E78.5", "Hyperlipidemia, unspecified"),
     ("195967001", "Asthma", "J45.909", "Unspecified asthma, uncomplicated"),
@@ -179,7 +181,7 @@ def allocate(size: int) -> dict[str, int]:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _quantity(value: float, unit: str) -> dict[str, Any]:
@@ -372,7 +374,7 @@ def generate_record(
     size: int = 200, *, seed: int = 0, patient_id: str = "bench-1", now: datetime | None = None
 ) -> PatientRecord:
     """A deterministic chart of exactly ``size`` resources for ``patient_id``."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     rng = random.Random(seed)
     counts = allocate(size)
     patient = {
@@ -525,7 +527,7 @@ def generate_history_heavy(
     normal, so the call runs every rule to the end and answers as for the
     standard patient.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     base = generate_record(size, seed=seed, patient_id=patient_id, now=now)
     rng = random.Random(seed)
     stopped_n = size // 5
@@ -550,8 +552,8 @@ def generate_history_heavy(
                                  "end": (started + timedelta(days=10)).date().isoformat()}}}}],
         })
     resolved = []
-    for i, condition in enumerate(_conditions(resolved_n, patient_id, now)):
-        condition = dict(condition, id=f"resolved-{i}")
+    for i, active in enumerate(_conditions(resolved_n, patient_id, now)):
+        condition = dict(active, id=f"resolved-{i}")
         condition["clinicalStatus"] = _codeable(
             "http://terminology.hl7.org/CodeSystem/condition-clinical", "resolved", "Resolved")
         condition["abatementDateTime"] = _iso(now - timedelta(days=200 + 30 * i))

@@ -22,7 +22,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.patients import generate_record, hook_request  # noqa: E402
+from bench.patients import generate_record, hook_request
 
 SIGN = "/cds-services/ixabepilone-order-sign"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -36,7 +36,7 @@ def _walk(frame: Any, stack: tuple[str, ...], self_times: dict, total_times: dic
         total_times[name] += frame.time
     self_times[name] += frame.total_self_time
     for child in frame.children:
-        _walk(child, stack + (name,), self_times, total_times)
+        _walk(child, (*stack, name), self_times, total_times)
 
 
 def _top(table: dict[str, float], whole: float, count: int) -> list[dict[str, Any]]:

@@ -36,17 +36,18 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.patients import generate_history_heavy, generate_record, hook_request  # noqa: E402
-from bench.servers import ROOT, MemorySampler, children_of, start_fhir_stub, start_gunicorn  # noqa: E402
-from bench.wrk import measure, wrk_path  # noqa: E402
+from bench.patients import generate_history_heavy, generate_record, hook_request
+from bench.servers import ROOT, MemorySampler, children_of, start_fhir_stub, start_gunicorn
+from bench.wrk import measure, wrk_path
 
 SIGN = "/cds-services/ixabepilone-order-sign"
 RESULTS = ROOT / "bench" / "results"
@@ -205,7 +206,7 @@ def evaluate(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(plan: Plan, delay: float, out_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     standard = generate_record(200, now=now)
     bodies = {
         "standard 200": json.dumps(hook_request(standard)).encode(),
@@ -302,7 +303,8 @@ def run(plan: Plan, delay: float, out_dir: Path, log: Callable[[str], None] = pr
 def _git_state() -> dict[str, Any]:
     def run_git(*argv: str) -> str:
         try:
-            return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+            return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=10,
+                                  check=False).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
@@ -318,7 +320,7 @@ def _gunicorn_settings() -> dict[str, Any]:
     )
     try:
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=20,
-                             env={**os.environ, "HOST": "127.0.0.1", "PORT": "0"})
+                             check=False, env={**os.environ, "HOST": "127.0.0.1", "PORT": "0"})
         return json.loads(out.stdout)
     except (OSError, subprocess.SubprocessError, ValueError):
         return {}
@@ -347,7 +349,7 @@ def print_summary(report: dict[str, Any]) -> None:
 
 def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = out_dir / f"{stamp}-{report['mode']}.json"
     text = json.dumps(report, indent=1, default=str) + "\n"
     path.write_text(text, encoding="utf-8")
@@ -357,7 +359,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     return path
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
+def _on_sigterm(_signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt  # unwind through the ExitStack: servers are stopped
 
 

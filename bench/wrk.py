@@ -47,7 +47,7 @@ def _run_wrk(wrk: str, port: int, path: str, body: bytes, clients: int, duration
         argv = [wrk, "-t1", f"-c{clients}", f"-d{max(1, round(duration))}s", "--timeout", "30s",
                 "-s", str(script), f"http://127.0.0.1:{port}{path}"]
         done = subprocess.run(argv, env={**os.environ, "BENCH_BODY": str(body_file)}, capture_output=True,
-                              text=True, timeout=duration + 60)
+                              text=True, timeout=duration + 60, check=False)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH ")), None)
     if line is None:
         raise RuntimeError(f"wrk gave no result (exit {done.returncode}): {done.stderr[-500:]}")

@@ -7,25 +7,24 @@ from __future__ import annotations
 
 import logging
 import time
+from http import HTTPStatus
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
+# gunicorn (a runtime dependency) raises its own parse errors from wsgi.input (a malformed chunk), not OSError.
+from gunicorn.http.errors import ParseException as _ServerBodyError
+
 from .analytics import apply_silent_mode, record_served
-from .catalog import discovery_document, find_service
+from .catalog import Service, discovery_document, find_service
 from .errors import BadRequest, NotFound, Unauthorized
-from .security.audit import AUDIT_LOGGER, audit_record, log_audit
-from .security.tokens import AuthError
 from .feedback import parse_feedback
 from .pipeline import run_hook
 from .protocol import parse_hook_request, read_json
-from .runtime import runtime
-
-try:  # gunicorn raises its own parse errors from wsgi.input (a malformed chunk), not OSError
-    from gunicorn.http.errors import ParseException as _ServerBodyError
-except ImportError:  # pragma: no cover - another WSGI server
-    class _ServerBodyError(Exception):  # type: ignore[no-redef]
-        """Never raised: stands in when gunicorn is not installed."""
+from .runtime import Runtime, runtime
+from .schemas import load_schema
+from .security.audit import AUDIT_LOGGER, audit_record, log_audit
+from .security.tokens import AuthError
 
 bp = Blueprint("cds", __name__)
 audit_log = logging.getLogger(AUDIT_LOGGER)
@@ -59,7 +58,7 @@ def _authenticate() -> None:
 
 
 @bp.after_request
-def _audit(response):
+def _audit(response: Response) -> Response:
     """One JSON line per hook or feedback call (fields: cds_services/security/audit.py)."""
     if request.method != "POST" or not request.view_args:
         return response
@@ -67,7 +66,7 @@ def _audit(response):
     identity = request.environ.get("cds.identity")
     body = request.environ.get("cds.body")  # set by _body() once the JSON was read safely
     body = body if isinstance(body, dict) else {}
-    context = body.get("context") if isinstance(body.get("context"), dict) else {}
+    context = context if isinstance(context := body.get("context"), dict) else {}
     started = request.environ.get("cds.started", time.perf_counter())
     log_audit(audit_log, audit_record(
         event="feedback" if request.path.endswith("/feedback") else "hook",
@@ -81,7 +80,7 @@ def _audit(response):
         card_count=len(result.cards) if result else 0,
         latency_ms=round((time.perf_counter() - started) * 1000, 1),
         status=response.status_code,
-        outcome="ok" if response.status_code < 400 else "error",
+        outcome="ok" if response.status_code < HTTPStatus.BAD_REQUEST else "error",
         patient_id=context.get("patientId") if isinstance(context.get("patientId"), str) else None,
     ))
     return response
@@ -116,7 +115,7 @@ def _has_unread_body() -> bool:
     return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
 
-def _service_or_404(service_id: str):
+def _service_or_404(service_id: str) -> Service:
     service = find_service(service_id)
     if service is None:
         raise NotFound(f"no CDS service with id {service_id!r}; see GET /cds-services")
@@ -136,7 +135,7 @@ def _body(lazy: str | None = None) -> object:
     return body
 
 
-def _fhir_servers_for(cds) -> tuple[str, ...]:
+def _fhir_servers_for(cds: Runtime) -> tuple[str, ...]:
     """An issuer that lists its own FHIR servers is held to that list."""
     identity = request.environ.get("cds.identity")
     client = cds.clients.get(identity.iss) if identity is not None and cds.clients else None
@@ -157,9 +156,9 @@ def call_service(service_id: str) -> ResponseReturnValue:
     hook_request = parse_hook_request(_body(lazy="prefetch"), service)
     cds = runtime()
     result = run_hook(
-        hook_request, cds.kb, cds.fhir, cds.clock,
-        _fhir_servers_for(cds), cds.settings.allow_http_fhir, cds.settings.fhir_deadline,
-        cds.settings.max_json_depth,
+        hook_request, cds.kb, cds.fhir, cds.clock, allowed_servers=_fhir_servers_for(cds),
+        allow_http=cds.settings.allow_http_fhir, fhir_deadline=cds.settings.fhir_deadline,
+        max_depth=cds.settings.max_json_depth,
     )
     result, silent_cards = apply_silent_mode(result, cds.settings.silent_rules)  # CDS_SILENT_RULES
     request.environ["cds.result"] = result  # for the audit log
@@ -181,8 +180,6 @@ def feedback(service_id: str) -> ResponseReturnValue:
 @bp.get("/openapi.json")
 def openapi() -> ResponseReturnValue:
     """The OpenAPI 3.1 description of this service, built from the CDS Hooks schemas."""
-    from .schemas import load_schema
-
     return jsonify(load_schema("openapi"))
 
 

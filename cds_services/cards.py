@@ -6,12 +6,20 @@ The spec forbids null and empty values other than an empty ``cards`` array
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .findings import Action, Finding, Suggestion
+from .knowledge import Knowledge
 
 OVERRIDE_REASON_SYSTEM = "urn:ixabepilone-cds:override-reason"
-SUMMARY_LIMIT = 140  # spec: "<140 characters"
+SUMMARY_LIMIT = 140  # CDS Hooks 2.0 card summary: "<140 characters"
+
+
+def clip(summary: str) -> str:
+    """The summary within the spec's limit, however many drugs a rule lists: cut at the limit, without a
+    dangling separator, and marked with an ellipsis."""
+    return summary if len(summary) < SUMMARY_LIMIT else summary[: SUMMARY_LIMIT - 2].rstrip(" ,;:") + "…"
 
 
 def _action(action: Action) -> dict[str, Any]:
@@ -32,13 +40,7 @@ def _suggestion(suggestion: Suggestion, new_uuid: Callable[[], str]) -> dict[str
     return out
 
 
-def _shorten(summary: str) -> str:
-    if len(summary) < SUMMARY_LIMIT:
-        return summary
-    return summary[: SUMMARY_LIMIT - 2].rstrip() + "…"
-
-
-def build_card(finding: Finding, kb: Any, new_uuid: Callable[[], str] | None = None) -> dict[str, Any]:
+def build_card(finding: Finding, kb: Knowledge, new_uuid: Callable[[], str] | None = None) -> dict[str, Any]:
     """One card; ``kb`` supplies the source label/url and the rule code system."""
     new_uuid = new_uuid or (lambda: str(uuid.uuid4()))
     source = kb.sources[finding.source]
@@ -55,7 +57,7 @@ def build_card(finding: Finding, kb: Any, new_uuid: Callable[[], str] | None = N
         card_source["url"] = source.url
     card: dict[str, Any] = {
         "uuid": new_uuid(),
-        "summary": _shorten(finding.summary),
+        "summary": clip(finding.summary),
         "indicator": finding.indicator,
         "source": card_source,
     }
@@ -72,5 +74,5 @@ def build_card(finding: Finding, kb: Any, new_uuid: Callable[[], str] | None = N
     return card
 
 
-def build_cards(findings: Iterable[Finding], kb: Any) -> list[dict[str, Any]]:
+def build_cards(findings: Iterable[Finding], kb: Knowledge) -> list[dict[str, Any]]:
     return [build_card(finding, kb) for finding in findings]

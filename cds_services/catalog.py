@@ -6,8 +6,9 @@ differ per hook, as discovery requires unique ids.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from fhir_mappings.codes import observation_query_codes, procedure_query_codes
 
@@ -31,7 +32,8 @@ def prefetch_templates() -> dict[str, str]:
         # completed and stopped too: a strong CYP3A4 inhibitor stopped in the last week and an ixabepilone
         # cycle given in the last 3 weeks still matter (issue 12 items 4 and 6); the rules apply the windows.
         "medicationRequests": f"MedicationRequest?patient={pid}&status=active,on-hold,completed,stopped&_count=100",
-        "medicationStatements": f"MedicationStatement?patient={pid}&status=active,intended,completed,stopped&_count=100",
+        "medicationStatements": f"MedicationStatement?patient={pid}"
+        "&status=active,intended,completed,stopped&_count=100",
         "labs": f"Observation?patient={pid}&code={','.join(observation_query_codes('labs'))}"
         "&_sort=-date&_count=100",
         "vitals": f"Observation?patient={pid}&code={','.join(observation_query_codes('vitals'))}"
@@ -95,7 +97,7 @@ def find_service(service_id: str) -> Service | None:
     return next((s for s in SERVICES if s.id == service_id), None)
 
 
-def discovery_document(knowledge_version: str, knowledge_sources: Mapping[str, str]) -> dict[str, Any]:
+def discovery_document(knowledge_version: str, knowledge_sources: Mapping[str, str | None]) -> dict[str, Any]:
     """The body of GET /cds-services."""
     prefetch = prefetch_templates()
     return {

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -121,9 +122,14 @@ def _parse_origins(name: str, raw: str) -> tuple[str, ...]:
     return origins
 
 
+def _is_http_base(url: str) -> bool:
+    """An http(s) URL with a host and no query or fragment: something a path can be appended to."""
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and not parts.query and not parts.fragment
+
+
 def _parse_base_url(name: str, raw: str) -> str:
-    parts = urlsplit(raw.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+    if not _is_http_base(raw.strip()):
         raise ConfigError(f"{name}={raw!r}: expected an http(s) URL without query or fragment")
     return raw.strip().rstrip("/")
 
@@ -131,8 +137,7 @@ def _parse_base_url(name: str, raw: str) -> str:
 def _parse_urls(name: str, raw: str) -> tuple[str, ...]:
     urls = tuple(u.strip().rstrip("/") for u in raw.split(",") if u.strip())
     for url in urls:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        if not _is_http_base(url):
             raise ConfigError(f"{name}: {url!r} is not an http(s) base URL")
     return urls
 
@@ -150,9 +155,21 @@ def _parse_rule_codes(name: str, raw: str) -> tuple[str, ...]:
     return codes
 
 
+def _optional(_name: str, raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _upper(_name: str, raw: str) -> str:
+    return raw.strip().upper()
+
+
+def _lower(_name: str, raw: str) -> str:
+    return raw.strip().lower()
+
+
 # Environment variable -> (Settings field, parser)
 _ENV: dict[str, tuple[str, Any]] = {
-    "CDS_DATABASE_URL": ("database_url", lambda n, v: v.strip() or None),
+    "CDS_DATABASE_URL": ("database_url", _optional),
     "CDS_CORS_ORIGINS": ("cors_origins", _parse_origins),
     "CDS_CORS_ALLOW_CREDENTIALS": ("cors_allow_credentials", _parse_bool),
     "CDS_PUBLIC_BASE_URL": ("public_base_url", _parse_base_url),
@@ -167,16 +184,16 @@ _ENV: dict[str, tuple[str, Any]] = {
     "CDS_FHIR_MAX_WAITING_CALLS": ("fhir_max_waiting_calls", lambda n, v: _parse_positive(n, v, int)),
     "CDS_MAX_BODY_BYTES": ("max_body_bytes", lambda n, v: _parse_positive(n, v, int)),
     "CDS_MAX_JSON_DEPTH": ("max_json_depth", lambda n, v: _parse_positive(n, v, int)),
-    "CDS_KNOWLEDGE_PATH": ("knowledge_path", lambda n, v: v.strip() or None),
-    "CDS_LOG_LEVEL": ("log_level", lambda n, v: v.strip().upper()),
+    "CDS_KNOWLEDGE_PATH": ("knowledge_path", _optional),
+    "CDS_LOG_LEVEL": ("log_level", _upper),
     "CDS_ALLOW_UNAUTHENTICATED": ("allow_unauthenticated", _parse_bool),
-    "CDS_TRUSTED_CLIENTS": ("trusted_clients", lambda n, v: v.strip() or None),
+    "CDS_TRUSTED_CLIENTS": ("trusted_clients", _optional),
     "CDS_JWT_MAX_LIFETIME": ("jwt_max_lifetime", lambda n, v: _parse_positive(n, v, int)),
     "CDS_JWT_LEEWAY": ("jwt_leeway", lambda n, v: _parse_positive(n, v, int)),
-    "CDS_REPLAY_STORE": ("replay_store", lambda n, v: v.strip().lower()),
+    "CDS_REPLAY_STORE": ("replay_store", _lower),
     "CDS_FHIR_SERVERS": ("fhir_servers", _parse_urls),
     "CDS_ALLOW_HTTP_FHIR": ("allow_http_fhir", _parse_bool),
-    "CDS_ANALYTICS_TOKEN": ("analytics_token", lambda n, v: v.strip() or None),
+    "CDS_ANALYTICS_TOKEN": ("analytics_token", _optional),
     "CDS_ANALYTICS_RETENTION_DAYS": ("analytics_retention_days", lambda n, v: _parse_positive(n, v, int)),
     "CDS_SILENT_RULES": ("silent_rules", _parse_rule_codes),
 }

@@ -8,10 +8,11 @@ caller never sees HTML or a stack trace.
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,6 @@ class Unauthorized(CdsError):
 class NotFound(CdsError):
     status = 404
     code = "not-found"
-
-
-class PayloadTooLarge(CdsError):
-    status = 413
-    code = "too-costly"
 
 
 class UnsupportedMediaType(CdsError):
@@ -83,10 +79,10 @@ _HTTP_CODES = {400: "invalid", 404: "not-found", 405: "not-supported", 413: "too
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CdsError)
     def _cds_error(error: CdsError) -> Response:
-        if error.status >= 500:
+        if error.status >= HTTPStatus.INTERNAL_SERVER_ERROR:
             log.error("server error: %s", error.message)
         response = error_response(error.status, error.message, error.code, error.expression)
-        if error.status == 401:
+        if error.status == HTTPStatus.UNAUTHORIZED:
             # RFC 6750 §3: a 401 names the scheme; no error attribute, the reason stays in our log.
             response.headers["WWW-Authenticate"] = "Bearer"
         return response
@@ -95,20 +91,21 @@ def register_error_handlers(app: Flask) -> None:
     def _http_error(error: HTTPException) -> Response:
         status = error.code or 500
         message = error.description or error.name
-        if status == 413:
+        allowed = sorted(error.valid_methods or []) if isinstance(error, MethodNotAllowed) else []
+        if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
             limit = app.config.get("MAX_CONTENT_LENGTH")
             message = f"request body is larger than the limit of {limit} bytes"
-        elif status == 405:
-            message = f"method not allowed here; allowed: {', '.join(sorted(error.valid_methods or []))}"
-        elif status == 404:
+        elif status == HTTPStatus.METHOD_NOT_ALLOWED:
+            message = f"method not allowed here; allowed: {', '.join(allowed)}"
+        elif status == HTTPStatus.NOT_FOUND:
             message = "no such endpoint; the service list is at GET /cds-services"
         response = error_response(status, message, _HTTP_CODES.get(status, "processing"))
-        if status == 405 and getattr(error, "valid_methods", None):
-            response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
+        if status == HTTPStatus.METHOD_NOT_ALLOWED and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
         return response
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
         # Logged with its traceback for us; the caller gets a plain sentence.
-        log.exception("unhandled error")
+        log.error("unhandled error", exc_info=error)
         return error_response(500, "internal error; the event was logged", "exception")

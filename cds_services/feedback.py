@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -23,8 +24,8 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
-    inspect,
     insert,
+    inspect,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -33,6 +34,7 @@ from sqlalchemy.exc import DBAPIError
 from .errors import BadRequest
 
 OUTCOMES = ("accepted", "overridden")
+CARD_UUID_MAX = 200  # the card_uuid column's width
 
 metadata = MetaData()
 
@@ -41,7 +43,7 @@ feedback_table = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("service_id", String(200), nullable=False),
-    Column("card_uuid", String(200), nullable=False, index=True),
+    Column("card_uuid", String(CARD_UUID_MAX), nullable=False, index=True),
     Column("outcome", String(20), nullable=False),
     Column("accepted_suggestions", JSON, nullable=True),
     Column("override_reason", JSON, nullable=True),
@@ -64,11 +66,13 @@ class FeedbackItem:
 
 def _parse_timestamp(value: Any, where: str) -> str:
     if not isinstance(value, str):
-        raise BadRequest(f"{where}.outcomeTimestamp is required (an ISO 8601 date-time)", expression=[f"{where}.outcomeTimestamp"])
+        raise BadRequest(f"{where}.outcomeTimestamp is required (an ISO 8601 date-time)",
+                         expression=[f"{where}.outcomeTimestamp"])
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise BadRequest(f"{where}.outcomeTimestamp {value!r} is not an ISO 8601 date-time", expression=[f"{where}.outcomeTimestamp"]) from None
+        raise BadRequest(f"{where}.outcomeTimestamp {value!r} is not an ISO 8601 date-time",
+                         expression=[f"{where}.outcomeTimestamp"]) from None
     if parsed.tzinfo is None:
         raise BadRequest(f"{where}.outcomeTimestamp must carry a time zone", expression=[f"{where}.outcomeTimestamp"])
     return value
@@ -89,9 +93,10 @@ def parse_feedback(body: Any) -> list[FeedbackItem]:
         card = item.get("card")
         if not isinstance(card, str) or not card.strip():
             raise BadRequest(f"{where}.card is required (the card's uuid)", expression=[f"{where}.card"])
-        if len(card) > 200 or not card.isprintable():  # the card_uuid column is VARCHAR(200); no NUL
-            raise BadRequest(f"{where}.card must be a card uuid (at most 200 printable characters)",
-                             expression=[f"{where}.card"])
+        if len(card) > CARD_UUID_MAX or not card.isprintable():  # VARCHAR(200); no NUL
+            raise BadRequest(
+                f"{where}.card must be a card uuid (at most 200 printable characters)", expression=[f"{where}.card"]
+            )
         outcome = item.get("outcome")
         if outcome not in OUTCOMES:
             raise BadRequest(f"{where}.outcome must be 'accepted' or 'overridden'", expression=[f"{where}.outcome"])
@@ -106,17 +111,20 @@ def parse_feedback(body: Any) -> list[FeedbackItem]:
                     expression=[f"{where}.acceptedSuggestions"],
                 )
         elif accepted is not None and not isinstance(accepted, list):
-            raise BadRequest(f"{where}.acceptedSuggestions must be an array", expression=[f"{where}.acceptedSuggestions"])
+            raise BadRequest(f"{where}.acceptedSuggestions must be an array",
+                             expression=[f"{where}.acceptedSuggestions"])
         reason = item.get("overrideReason")
         if reason is not None:
             if not isinstance(reason, dict):
                 raise BadRequest(f"{where}.overrideReason must be an object", expression=[f"{where}.overrideReason"])
             coding = reason.get("reason")
             if coding is not None and not (isinstance(coding, dict) and isinstance(coding.get("code"), str)):
-                raise BadRequest(f"{where}.overrideReason.reason must be a Coding with a code", expression=[f"{where}.overrideReason.reason"])
+                raise BadRequest(f"{where}.overrideReason.reason must be a Coding with a code",
+                                 expression=[f"{where}.overrideReason.reason"])
             comment = reason.get("userComment")
             if comment is not None and not isinstance(comment, str):
-                raise BadRequest(f"{where}.overrideReason.userComment must be a string", expression=[f"{where}.overrideReason.userComment"])
+                raise BadRequest(f"{where}.overrideReason.userComment must be a string",
+                                 expression=[f"{where}.overrideReason.userComment"])
         timestamp = _parse_timestamp(item.get("outcomeTimestamp"), where)
         parsed.append(FeedbackItem(card, outcome, timestamp, accepted, reason, item))
     return parsed
@@ -158,7 +166,7 @@ class FeedbackStore:
         create_tables(self.engine, [feedback_table])
 
     def add(self, service_id: str, items: Iterable[FeedbackItem], client_iss: str | None = None) -> int:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         rows = [
             {
                 "service_id": service_id,

@@ -13,12 +13,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any, Mapping
+from typing import Any
 
 import requests
 import urllib3.exceptions
@@ -139,15 +140,15 @@ class FhirClient:
                 stream=True,
             ) as response:
                 status = response.status_code
-                if status in (401, 403):
+                if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
                     raise FhirUnauthorized(query, f"FHIR server refused access ({status})")
-                if status == 404:
+                if status == HTTPStatus.NOT_FOUND:
                     raise FhirNotFound(query, "not found on the FHIR server (404)")
-                if 300 <= status < 400:
+                if HTTPStatus.MULTIPLE_CHOICES <= status < HTTPStatus.BAD_REQUEST:
                     raise FhirBadResponse(query, f"FHIR server redirected ({status}); redirects are not followed")
-                if status >= 500:
+                if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
                     raise FhirUnavailable(query, f"FHIR server error ({status})")
-                if status != 200:
+                if status != HTTPStatus.OK:
                     raise FhirBadResponse(query, f"unexpected status {status} from the FHIR server")
                 body = self._read_capped(response, query, deadline)
         except requests.Timeout:
@@ -178,7 +179,8 @@ class FhirClient:
             except urllib3.exceptions.ReadTimeoutError:
                 # read1 is urllib3's own: requests' iter_content used to turn its errors into requests'.
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise FhirDeadline(query, "FHIR server did not send its answer within the call's deadline") from None
+                    raise FhirDeadline(
+                        query, "FHIR server did not send its answer within the call's deadline") from None
                 raise FhirUnavailable(query, "FHIR server did not answer in time") from None
             except (urllib3.exceptions.HTTPError, OSError) as error:
                 raise FhirUnavailable(query, f"the FHIR server's answer broke off ({type(error).__name__})") from None

@@ -6,10 +6,12 @@ rules never touch JSON shapes and the card builder never touches clinical logic.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Literal
 
-INDICATORS = ("info", "warning", "critical")
+# CDS Hooks 2.0 card indicator, mildest first.
+Indicator = Literal["info", "warning", "critical"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Finding:
     """
 
     rule: str  # the public rule code, e.g. "platelets-low"
-    indicator: str  # "info" | "warning" | "critical"
+    indicator: Indicator
     summary: str  # < 140 characters
     detail: str  # markdown, shows the triggering data
     source: str = "L"

@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_mappings.jsonlike import is_array, is_object, to_python
+from fhir_mappings.references import split_reference
 from fhir_mappings.resources import resources_from_bundle
 
 from .errors import BadRequest, PreconditionFailed
 from .fhir_client import FhirClient, FhirError
-from .protocol import HookRequest
+from .protocol import FHIR_ID, HookRequest
 from .security.fhir_access import FhirServerNotAllowed, check_fhir_server
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 MAX_PAGES = 10  # per prefetch key, first page included; beyond it the answer says the data was cut short
 MAX_MEDICATION_IDS = 100  # referenced Medications read in one search (_count covers them all)
 _UNCHECKED = "data on later pages was not checked"
+_IDS_SHOWN = 5  # Medication ids named in the problem sentence when their search fails
 
 
 def render(template: str, request: HookRequest) -> str:
@@ -57,10 +59,11 @@ class Gathered:
 
 def _outcome_text(value: Mapping[str, Any]) -> str:
     value = to_python(value)
-    issues = value.get("issue") if isinstance(value.get("issue"), list) else []
+    issues = issues if isinstance(issues := value.get("issue"), list) else []
     texts = [str(i.get("diagnostics") or i.get("code") or "")[:120] for i in issues if isinstance(i, Mapping)]
     texts = [t for t in texts if t]
-    return f"the EHR sent an OperationOutcome instead ({'; '.join(texts)})" if texts else "the EHR sent an OperationOutcome instead"
+    instead = "the EHR sent an OperationOutcome instead"
+    return f"{instead} ({'; '.join(texts)})" if texts else instead
 
 
 def _resources_of(key: str, value: Any) -> list[Any] | None:
@@ -95,13 +98,14 @@ def _next_link(value: Any) -> str | None:
         return None
     links = value.get("link")
     for link in links if is_array(links) else ():
-        if is_object(link) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            return str(link["url"])
+        if is_object(link) and link.get("relation") == "next" and isinstance(url := link.get("url"), str):
+            return str(url)
     return None
 
 
 def _matches(bundle: Mapping[str, Any]) -> int:
-    """Entries that matched the search (``search.mode`` "include" and "outcome" entries are not counted in ``total``)."""
+    """Entries that matched the search (``search.mode`` "include" and "outcome" entries are not counted
+    in ``total``)."""
     entries = bundle.get("entry")
     if not is_array(entries):
         return 0
@@ -124,6 +128,14 @@ def _cut_short(key: str, value: Any) -> str | None:
         return (f"prefetch.{key} says {total} resources matched but holds {read}, with no next page to read "
                 f"the rest: {total - read} were not checked.")
     return None
+
+
+def _queue_next_page(key: str, first_page: Any, pages: dict[str, str], problems: list[str]) -> None:
+    """A first page's ``next`` link is queued to be read; a last page that says more matched is a problem."""
+    if next_url := _next_link(first_page):
+        pages[key] = next_url
+    elif problem := _cut_short(key, first_page):
+        problems.append(problem)
 
 
 def _relative(base_url: str, url: str) -> str | None:
@@ -158,6 +170,7 @@ def gather(
     request: HookRequest,
     templates: Mapping[str, str],
     client: FhirClient,
+    *,
     allowed_servers: Sequence[str] = (),
     allow_http: bool = False,
     deadline: float | None = None,
@@ -180,10 +193,7 @@ def gather(
             why_missing[key] = _outcome_text(value) if is_object(value) else "not prefetched"
             continue
         resources.extend(found)
-        if next_url := _next_link(value):
-            pages[key] = next_url
-        elif problem := _cut_short(key, value):
-            problems.append(problem)
+        _queue_next_page(key, value, pages, problems)
     base_url, no_server = _server(request, allowed_servers, allow_http)
     if base_url is None or not (missing or pages or _unresolved_medications(resources)):
         unavailable = {key: f"{why_missing[key]}, and {no_server}" for key in missing}
@@ -210,10 +220,7 @@ def gather(
                     unavailable[key] = f"{why_missing[key]}; the FHIR server's answer is not a FHIR resource"
                     continue
                 resources.extend(found)
-                if next_url := _next_link(result):
-                    pages[key] = next_url
-                elif problem := _cut_short(key, result):
-                    problems.append(problem)
+                _queue_next_page(key, result, pages, problems)
         problems += _read_later_pages(pages, reader, resources)
         problems += _read_medications(reader, resources)
     return _result(resources, problems, unavailable, templates)
@@ -269,8 +276,9 @@ def _read_later_pages(pages: dict[str, str], reader: _Reader, resources: list[An
         pages = {}
         for key, result in results.items():
             if isinstance(result, FhirError):
-                problems.append(f"prefetch.{key}: page {page} of the results could not be read ({result.reason}): "
-                                f"{_UNCHECKED}.")
+                problems.append(
+                    f"prefetch.{key}: page {page} of the results could not be read ({result.reason}): {_UNCHECKED}."
+                )
             elif isinstance(result, dict) and result.get("resourceType") == "Bundle":
                 found = resources_from_bundle(result)
                 resources.extend(found)
@@ -293,10 +301,8 @@ def _medication_id(reference: Any) -> str | None:
     """"Medication/abc" (also absolute or versioned) -> "abc"; contained and other references -> None."""
     if not is_object(reference) or not isinstance(reference.get("reference"), str):
         return None
-    parts = reference["reference"].split("/_history/")[0].rstrip("/").split("/")
-    if len(parts) >= 2 and parts[-2] == "Medication" and parts[-1]:
-        return parts[-1]
-    return None
+    target = split_reference(reference["reference"])
+    return target[1] if target is not None and target[0] == "Medication" and target[1] else None
 
 
 def _unresolved_medications(resources: list[Any]) -> list[str]:
@@ -333,8 +339,8 @@ def _read_medications(reader: _Reader, resources: list[Any]) -> list[str]:
     query = f"Medication?_id={','.join(ids)}&_count={len(ids)}"
     result = reader.read_many({"medications": query})["medications"]
     if isinstance(result, FhirError):
-        return [*problems, f"the Medications that orders reference ({', '.join(ids[:5])}"
-                f"{', ...' if len(ids) > 5 else ''}) could not be read ({result.reason})."]
+        shown = ", ".join(ids[:_IDS_SHOWN]) + (", ..." if len(ids) > _IDS_SHOWN else "")
+        return [*problems, f"the Medications that orders reference ({shown}) could not be read ({result.reason})."]
     found = _fetched_resources(result) or []
     resources.extend(r for r in found if isinstance(r, Mapping) and r.get("resourceType") == "Medication")
     return problems
@@ -342,4 +348,4 @@ def _read_medications(reader: _Reader, resources: list[Any]) -> list[str]:
 
 def _safe_id(value: str) -> bool:
     """A FHIR id (R4 datatype "id"): the only thing that may go into our query URL."""
-    return 0 < len(value) <= 64 and all(c.isascii() and (c.isalnum() or c in "-.") for c in value)
+    return FHIR_ID.fullmatch(value) is not None

@@ -9,8 +9,9 @@ import json
 import math
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import simdjson
 
@@ -54,12 +55,12 @@ def read_json(content_type: str | None, data: bytes, max_depth: int, *, lazy: st
         _check_depth(value, max_depth)
         return value
     try:
-        # keys() and [] keep nested objects lazy (items() would convert every value). A key that
-        # [] cannot find again (simdjson compares escaped keys: "\u0000" in a key) makes the whole
+        # Iterating keys and [] keep nested objects lazy (items() would convert every value). A key
+        # that [] cannot find again (simdjson compares escaped keys: "\u0000" in a key) makes the whole
         # body Python, as without ``lazy``.
-        body = {key: to_python(document[key]) for key in document.keys() if key != lazy}
-        kept = document[lazy] if lazy in document else None
-        lazy_part = ({key: _lazy_object(kept[key]) for key in kept.keys()}
+        body = {key: to_python(document[key]) for key in document if key != lazy}
+        kept = document.get(lazy)
+        lazy_part = ({key: _lazy_object(kept[key]) for key in kept}
                      if isinstance(kept, simdjson.Object) else to_python(kept))
     except KeyError:
         value = to_python(document)
@@ -145,7 +146,8 @@ def _check_surrogates(value: Any) -> None:
         kind = type(node)
         if kind is str:
             if _LONE_SURROGATE.search(node):
-                raise BadRequest("a string in the request body holds an unpaired surrogate (a lone \\uD800-\\uDFFF escape)")
+                raise BadRequest(
+                    "a string in the request body holds an unpaired surrogate (a lone \\uD800-\\uDFFF escape)")
         elif kind is dict:
             stack.extend(node.keys())
             stack.extend(node.values())
@@ -160,6 +162,7 @@ def _check_depth(value: Any, max_depth: int) -> None:
 
 
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatype "id"
+MAX_HOOK_INSTANCE = 128  # characters; it is logged on every audit line
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,7 @@ def parse_hook_request(body: Any, service: Service) -> HookRequest:
     hook_instance = _require_string(body, "hookInstance", "")
     # Spec 2.0: a UUID. Any short string is accepted (some test clients send other ids), but it is
     # logged on every audit line, so it stays short and printable.
-    if len(hook_instance) > 128 or not hook_instance.isprintable():
+    if len(hook_instance) > MAX_HOOK_INSTANCE or not hook_instance.isprintable():
         raise BadRequest("hookInstance must be a UUID (at most 128 printable characters)", expression=["hookInstance"])
     context = body.get("context")
     if not isinstance(context, dict):
@@ -262,7 +265,8 @@ def parse_hook_request(body: Any, service: Service) -> HookRequest:
         # OAuth token types are case-insensitive (RFC 6749 §5.1, "token_type ... Value is case
         # insensitive"); clients send "bearer" as often as "Bearer".
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            raise BadRequest("fhirAuthorization.token_type must be 'Bearer'", expression=["fhirAuthorization.token_type"])
+            raise BadRequest("fhirAuthorization.token_type must be 'Bearer'",
+                             expression=["fhirAuthorization.token_type"])
         token_patient = _optional_string(auth, "patient", "fhirAuthorization.")
         if token_patient is not None and token_patient != patient_id:
             raise BadRequest(

@@ -6,24 +6,31 @@ in :mod:`fhir_mappings.facts`, so the rules can be tested with plain data.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from fhir.resources.R4B.resource import Resource
 
 from .dates import period_time, to_utc
-from .drugs import course_end, drugs_of, exposure_of, has_medication, medication_of, read_doses
+from .drugs import IXABEPILONE, course_end, drugs_of, exposure_of, has_medication, medication_of, read_doses
 from .facts import Dose, DrugUse, PatientFacts
 from .labs import Patient, latest_labs
 from .reading import source_json, unreadable_elements
+from .references import reference_of
 from .status import (
-    PREGNANCY_ENDED, allergies, condition_evidence, current, live_vaccines, ordered_live_vaccine, radiotherapy,
+    PREGNANCY_ENDED,
+    allergies,
+    condition_evidence,
+    current,
+    live_vaccines,
+    ordered_live_vaccine,
+    radiotherapy,
     reproductive_observations,
 )
 
 __all__ = ["build_facts"]
 
-IXABEPILONE = "ixabepilone"
 # A current medication: an order that is in force [FHIR R4 MedicationRequest.status/intent]. A plan or
 # proposal that is active is exposure too (issue 12 item 4); a directive or an option is not a treatment.
 _REQUEST_ACTIVE = frozenset({"active", "on-hold"})
@@ -39,10 +46,6 @@ def _by_type(resources: Sequence[Any]) -> dict[str, list[Any]]:
     for resource in resources:
         out.setdefault(resource.get_resource_type(), []).append(resource)
     return out
-
-
-def _ref(resource: Any) -> str | None:
-    return f"{resource.get_resource_type()}/{resource.id}" if resource.id else None
 
 
 def _date(resource: Any) -> datetime | None:
@@ -62,7 +65,7 @@ def _draft_doses(resource: Any) -> tuple[Dose, ...]:
 
 
 def _use(resource: Any, medications: dict[str, Any], origin: str) -> DrugUse:
-    ids, how, display = drugs_of(resource, medications)
+    ids, _, display = drugs_of(resource, medications)
     draft = origin == "draft"
     doses = _draft_doses(resource) if draft else ()
     exposure, basis = exposure_of(resource, medication_of(resource, medications)) if ids else (None, None)
@@ -72,10 +75,9 @@ def _use(resource: Any, medications: dict[str, Any], origin: str) -> DrugUse:
         display=display or "(unnamed medication)",
         origin=origin,
         status=resource.status,
-        ref=_ref(resource),
+        ref=reference_of(resource),
         date=_date(resource),
         dose=doses[0] if doses else None,
-        matched_by=how,
         # Only an ixabepilone draft is ever echoed back (an update suggestion): as the EHR sent it.
         resource=_echo(resource) if draft and IXABEPILONE in ids else None,
         doses=doses,
@@ -107,6 +109,7 @@ def build_facts(
     draft_orders: Sequence[Resource],
     patient_id: str,
     now: datetime,
+    *,
     problems: Sequence[str] = (),
     unavailable: Mapping[str, str] | None = None,
     hook: str | None = None,
@@ -141,7 +144,7 @@ def build_facts(
                                            ("MedicationStatement", "statement", _STATEMENT_ACTIVE, _STATEMENT_ENDED)):
         for item in record.get(rtype, []):
             if (not has_medication(item) or getattr(item, "intent", None) in _REQUEST_NOT_AN_ORDER
-                    or getattr(item, "doNotPerform", None) or _ref(item) in draft_refs):
+                    or getattr(item, "doNotPerform", None) or reference_of(item) in draft_refs):
                 continue
             if item.status in ended:
                 if (use := _use(item, medications, origin)).drugs:
@@ -188,8 +191,6 @@ def build_facts(
             e for order, origin in vaccine_orders
             if (e := ordered_live_vaccine(order, medication_of(order, medications), origin)) is not None
         ),
-        birth_date=birth_date,
-        sex=sex,
         problems=tuple(problems) + tuple(mapping_problems),
         unavailable=dict(unavailable or {}),
         hook=hook,

@@ -95,16 +95,21 @@ _ICD_PREFIXES = [(kind, _icd_key(r["prefix"])) for kind, spec in CODES["conditio
 _ICD_RANGES = [(kind, _icd_key(r["from"]), _icd_key(r["to"])) for kind, spec in CODES["conditions"].items()
                for r in spec["icd10"] if "from" in r]
 # Codes inside a kind's ranges that are not that kind (e.g. "complicating the puerperium" within O00-O9A).
-_ICD_EXCLUDED = {kind: tuple(_icd_key(c) for c in spec.get("icd10_exclude", ())) for kind, spec in CODES["conditions"].items()}
+_ICD_EXCLUDED = {
+    kind: tuple(_icd_key(c) for c in spec.get("icd10_exclude", ())) for kind, spec in CODES["conditions"].items()
+}
+
+
+_ICD_CATEGORY = 3  # an ICD-10-CM category is its first three characters ("C50")
 
 
 @lru_cache(maxsize=4096)  # the same diagnosis codes recur across records: each is matched once
 def icd10_kinds(code: str) -> frozenset[str]:
     """The condition kinds an ICD-10-CM code falls in (by prefix or 3-character category range, less exclusions)."""
     key = _icd_key(code)
-    category = key[:3]
+    category = key[:_ICD_CATEGORY]
     kinds = {kind for kind, prefix in _ICD_PREFIXES if key.startswith(prefix)}
-    kinds |= {kind for kind, low, high in _ICD_RANGES if len(category) == 3 and low <= category <= high}
+    kinds |= {kind for kind, low, high in _ICD_RANGES if len(category) == _ICD_CATEGORY and low <= category <= high}
     return frozenset(kind for kind in kinds if not key.startswith(_ICD_EXCLUDED[kind]))
 
 
@@ -134,3 +139,11 @@ def observation_query_codes(group: str) -> list[str]:
 def procedure_query_codes() -> list[str]:
     """``system|code`` tokens of the radiotherapy procedures."""
     return [f"{SNOMED}|{code}" for code in CODES["radiotherapy"]["snomed"]]
+
+
+def concept_text(concept: Any, fallback: str = "") -> str:
+    """What a CodeableConcept says in words: its text, else its first coding's display, else ``fallback``."""
+    if concept is None:
+        return fallback
+    text: str = concept.text or next((c.display for c in concept.coding or [] if c.display), fallback)
+    return text

@@ -6,7 +6,7 @@ mappings needs one kind of value, in UTC.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -16,9 +16,9 @@ def to_utc(value: Any) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
     if isinstance(value, str):
         return parse_fhir_datetime(value)
     return None
@@ -29,16 +29,16 @@ def parse_fhir_datetime(text: str) -> datetime | None:
     """A FHIR date/dateTime/instant string in UTC, or None when it is not one."""
     text = text.strip()
     try:
-        if len(text) == 4 and text.isdigit():
-            return datetime(int(text), 1, 1, tzinfo=timezone.utc)
-        if len(text) == 7 and text[4] == "-":
-            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=timezone.utc)
-        if len(text) == 10:
-            return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if len(text) == len("YYYY") and text.isdigit():
+            return datetime(int(text), 1, 1, tzinfo=UTC)
+        if len(text) == len("YYYY-MM") and text[4] == "-":
+            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=UTC)
+        if len(text) == len("YYYY-MM-DD"):
+            return datetime.fromisoformat(text).replace(tzinfo=UTC)
+        parsed = datetime.fromisoformat(text)  # Python 3.11 reads a "Z" offset
     except ValueError:
         return None
-    return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def period_time(period: Any) -> datetime | None:

@@ -18,16 +18,31 @@ from typing import Any
 
 from fhir.resources.R4B.medication import Medication
 
-from .codes import ATC, LOCAL_ROUTES, LOCAL_WORDS, NDC, RXNORM, SYSTEMIC_ROUTES, SYSTEMIC_WORDS, canonical_system
+from .codes import (
+    ATC,
+    LOCAL_ROUTES,
+    LOCAL_WORDS,
+    NDC,
+    RXNORM,
+    SYSTEMIC_ROUTES,
+    SYSTEMIC_WORDS,
+    canonical_system,
+    concept_text,
+)
 from .codes import SNOMED as SNOMED_CT
 from .dates import to_utc
 from .facts import Dose
 from .jsonlike import ARRAY_TYPES, OBJECT_TYPES
+from .references import split_reference
 
 _SYSTEMS = {"rxnorm": RXNORM, "ndc": NDC, "atc": ATC}
 _MATCHED_BY = {RXNORM: "rxnorm", NDC: "ndc", ATC: "atc"}
 
 DATA_FILE = Path(__file__).parent / "data" / "drugs.json"
+IXABEPILONE = "ixabepilone"  # the drug id of drugs.json the service is about
+
+
+_NDC_SEGMENTS = (5, 4, 2)  # labeler-product-package digits of the 11-digit (HIPAA) NDC
 
 
 def normalize_ndc(code: str) -> str | None:
@@ -39,12 +54,11 @@ def normalize_ndc(code: str) -> str | None:
     """
     code = code.strip()
     parts = code.split("-")
-    if len(parts) == 3 and all(p.isdigit() for p in parts):
-        labeler, product, package = parts
-        if len(labeler) <= 5 and len(product) <= 4 and len(package) <= 2:
-            return labeler.zfill(5) + product.zfill(4) + package.zfill(2)
+    if len(parts) == len(_NDC_SEGMENTS) and all(p.isdigit() for p in parts):
+        if all(len(p) <= width for p, width in zip(parts, _NDC_SEGMENTS, strict=True)):
+            return "".join(p.zfill(width) for p, width in zip(parts, _NDC_SEGMENTS, strict=True))
         return None
-    if code.isdigit() and len(code) == 11:
+    if code.isdigit() and len(code) == sum(_NDC_SEGMENTS):
         return code
     return None
 
@@ -214,14 +228,6 @@ def identify_concept(concept: Any) -> tuple[frozenset[str], str | None]:
     return names, ("name" if names else None)
 
 
-def _display(concept: Any) -> str:
-    if concept is None:
-        return ""
-    if concept.text:
-        return concept.text
-    return next((c.display for c in concept.coding or [] if c.display), "")
-
-
 def _medication_drugs(medication: Any) -> tuple[frozenset[str], str | None, str]:
     """A Medication by its own code, else by its ingredients' codes, else by names."""
     ingredients = [getattr(i, "itemCodeableConcept", None) for i in medication.ingredient or []]
@@ -236,7 +242,7 @@ def _medication_drugs(medication: Any) -> tuple[frozenset[str], str | None, str]
         for concept in ingredients:
             ids |= _by_names(concept)
         how = "name" if ids else None
-    display = _display(medication.code) or ", ".join(d for d in (_display(c) for c in ingredients) if d)
+    display = concept_text(medication.code) or ", ".join(d for d in (concept_text(c) for c in ingredients) if d)
     return frozenset(ids), how, display
 
 
@@ -252,9 +258,9 @@ def _resolve(reference: str, resource: Any, medications: Mapping[str, Any]) -> A
     found = medications.get(reference)
     if found is not None:
         return found
-    parts = reference.split("/_history/")[0].rstrip("/").split("/")
-    if len(parts) >= 2 and parts[-2] == "Medication":
-        return medications.get(f"Medication/{parts[-1]}")
+    target = split_reference(reference)
+    if target is not None and target[0] == "Medication":
+        return medications.get(f"Medication/{target[1]}")
     return None
 
 
@@ -270,7 +276,7 @@ def drugs_of(resource: Any, medications: Mapping[str, Medication]) -> tuple[froz
     concept = getattr(resource, "medicationCodeableConcept", None)
     if concept is not None:
         ids, how = identify_concept(concept)
-        return ids, how, _display(concept)
+        return ids, how, concept_text(concept)
     reference = getattr(resource, "medicationReference", None)
     if reference is None:
         return frozenset(), None, ""
@@ -300,7 +306,8 @@ def has_medication(resource: Any) -> bool:
 
 def _quantity_raw(quantity: Any) -> str:
     comparator = quantity.comparator or ""
-    value = "" if quantity.value is None else f"{quantity.value:g}" if isinstance(quantity.value, float) else str(quantity.value)
+    value = quantity.value
+    value = "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
     return f"{comparator}{value} {quantity.unit or quantity.code or ''}".strip()
 
 
@@ -344,7 +351,8 @@ def _rate_kind(rate: Any) -> str | None:
     concept = getattr(rate, "type", None)
     if concept is None:
         return None
-    return next((c.code for c in concept.coding or [] if c.code), None) or concept.text
+    kind: str | None = next((c.code for c in concept.coding or [] if c.code), None) or concept.text
+    return kind
 
 
 def read_doses(request: Any) -> tuple[Dose, ...]:
@@ -384,12 +392,6 @@ def read_doses(request: Any) -> tuple[Dose, ...]:
     return tuple(doses)
 
 
-def read_dose(request: Any) -> Dose | None:
-    """The first dose of :func:`read_doses` (the one a suggestion rewrites); None when not an order."""
-    doses = read_doses(request)
-    return doses[0] if doses else None
-
-
 # --------------------------------------------------------------------------- route and dose form
 
 
@@ -417,7 +419,7 @@ def _text_exposure(text: str | None) -> str | None:
 def _concept_texts(concept: Any) -> list[str]:
     if concept is None:
         return []
-    return [t for t in [concept.text, *((c.display for c in concept.coding or []))] if t]
+    return [t for t in [concept.text, *(c.display for c in concept.coding or [])] if t]
 
 
 def _route_exposure(route: Any) -> tuple[str, str] | None:
@@ -504,8 +506,8 @@ def course_end(resource: Any) -> tuple[datetime | None, str | None]:
         if repeat is None:
             continue
         bounds = getattr(repeat, "boundsPeriod", None)
-        if bounds is not None and to_utc(bounds.end):
-            ends.append((to_utc(bounds.end), "dosing period end"))  # type: ignore[arg-type]
+        if bounds is not None and (bound_end := to_utc(bounds.end)):
+            ends.append((bound_end, "dosing period end"))
             continue
         start = (to_utc(bounds.start) if bounds is not None else None) or authored
         length = _duration(getattr(repeat, "boundsDuration", None))

@@ -7,9 +7,10 @@ All datetimes are timezone-aware UTC.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 # Analyte keys used in PatientFacts.labs. Canonical units per analyte:
 #   neutrophils, wbc, platelets: "cells/mm3"
@@ -112,7 +113,6 @@ class DrugUse:
     ref: str | None = None  # "MedicationRequest/123"
     date: datetime | None = None
     dose: Dose | None = None
-    matched_by: str | None = None  # "rxnorm", "ndc", "atc", "name", "ingredient"
     # The order's own JSON, for ixabepilone draft orders only, so a suggestion can update
     # or replace it (e.g. the same order with a reduced dose).
     resource: Mapping[str, Any] | None = None
@@ -178,8 +178,6 @@ class PatientFacts:
     live_vaccines: tuple[Evidence, ...] = ()  # given (Immunization), with the date given
     # Live vaccines ordered now: draft orders and active MedicationRequests (label says which).
     ordered_live_vaccines: tuple[Evidence, ...] = ()
-    birth_date: str | None = None
-    sex: str | None = None
     # Resources that could not be read, one sentence each, for the
     # check-unavailable card ("Observation/obs-7: unknown element 'foo'").
     problems: tuple[str, ...] = ()

@@ -16,22 +16,23 @@ rules say "cannot verify" instead of guessing (codes.md, unit guard).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from .codes import ANALYTE_BY_LOINC, CODES, LOINC, SNOMED, canonical_system
 from .dates import period_time, to_utc
 from .facts import LabValue
 from .reading import unreadable_elements
-from .units import implausible, quantity_to_canonical, to_canonical, unit_of
+from .units import implausible, quantity_to_canonical
 
 USABLE_STATUS = frozenset({"final", "amended", "corrected"})
 PRELIMINARY_STATUS = frozenset({"preliminary", "registered"})
 # Results dated a little after "now" are the EHR's clock running ahead of ours,
 # not results from the future (a project judgment, not a clinical threshold).
 CLOCK_SKEW = timedelta(minutes=5)
-_OLDEST = datetime.min.replace(tzinfo=timezone.utc)
+_OLDEST = datetime.min.replace(tzinfo=UTC)
 
 COMPARATORS = ("<=", ">=", "<", ">")
 _SYMBOLS = {"\u2264": "<=", "\u2265": ">="}
@@ -66,12 +67,13 @@ def effective_time(obs: Any) -> datetime | None:
 
 def loinc_of(obs: Any, wanted: Any = ANALYTE_BY_LOINC) -> str | None:
     """The first LOINC code of the Observation that is in ``wanted`` (else the first LOINC code)."""
-    first = None
+    first: str | None = None
     for coding in (obs.code.coding if obs.code else None) or []:
         if coding.code and canonical_system(coding.system) == LOINC:
-            if coding.code in wanted:
-                return coding.code
-            first = first or coding.code
+            code: str = coding.code
+            if code in wanted:
+                return code
+            first = first or code
     return first
 
 
@@ -79,7 +81,7 @@ def _age_years(patient: Patient, when: datetime) -> float | None:
     if not patient.birth_date:
         return None
     try:
-        born = date.fromisoformat(patient.birth_date[:10]) if len(patient.birth_date) >= 10 else None
+        born = date.fromisoformat(patient.birth_date[:10]) if len(patient.birth_date) >= len("YYYY-MM-DD") else None
     except ValueError:
         return None
     return None if born is None else (when.date() - born).days / 365.25

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import orjson
@@ -66,16 +66,17 @@ _MAX_REPAIRS = 16  # list-for-object repairs per element; more means the element
 _PRIVATE = "ixa_read"  # key in pydantic's per-instance private storage (never serialised by model_dump)
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_class(resource_type: str) -> type[Resource] | None:
     """The R4B model class of a resource type, or None when it is not one."""
     try:
-        return get_fhir_model_class(resource_type)  # type: ignore[no-any-return]
+        model = get_fhir_model_class(resource_type)
     except (KeyError, ValueError):  # fhir.resources raises ValueError for unknown types
         return None
+    return model if issubclass(model, Resource) else None  # datatypes (Quantity, ...) are not resources
 
 
-@lru_cache(maxsize=None)
+@cache
 def _blank(resource_type: str) -> dict[str, Any]:
     """Every field of the model with its default; fields without one (required in R4) are None:
     a required element that is missing is as absent as an optional one. Computed once per type:
@@ -99,14 +100,17 @@ def _build(model: type[Resource], resource_type: str, values: dict[str, Any], pr
     return resource
 
 
-@lru_cache(maxsize=None)
+@cache
 def _adapter(resource_type: str, element: str) -> TypeAdapter[Any]:
     model = model_class(resource_type)
     assert model is not None
-    return TypeAdapter(model.model_fields[element].annotation)
+    annotation = model.model_fields[element].annotation
+    assert annotation is not None  # every R4B field is annotated
+    return TypeAdapter(annotation)
 
 
-def _short(text: str, limit: int = 80) -> str:
+def short_text(text: str, limit: int = 80) -> str:
+    """One line of at most ``limit`` characters, for a problem sentence that quotes what was sent."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
@@ -133,10 +137,11 @@ def _validate(resource_type: str, element: str, value: Any) -> tuple[Any, Any, s
             errors = error.errors()
             singles = [e["loc"] for e in errors if e["type"] == "list_type" and isinstance(e.get("input"), Mapping)]
             if not singles:
-                first = errors[0] if errors else {}
+                first: Mapping[str, Any] = errors[0] if errors else {}
                 where = ".".join(str(p) for p in (element, *first.get("loc", ())))
                 more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-                return None, None, f"{_short(where, 60)}: {_short(first.get('msg', 'invalid')).rstrip('.')}{more}"
+                why = short_text(first.get("msg", "invalid")).rstrip(".")
+                return None, None, f"{short_text(where, 60)}: {why}{more}"
             if value is original:
                 value = copy.deepcopy(original)
             value = _wrap_at(value, tuple(singles[0]))
@@ -190,7 +195,9 @@ def read_resource(raw: Mapping[str, Any]) -> Resource | None:
     ``raw`` is not a resource type we read. Elements that could not be read are left
     out and listed by :func:`unreadable_elements`."""
     resource_type = raw.get("resourceType")
-    elements = READ_ELEMENTS.get(resource_type) if isinstance(resource_type, str) else None
+    if not isinstance(resource_type, str):
+        return None
+    elements = READ_ELEMENTS.get(resource_type)
     model = model_class(resource_type) if elements else None
     if elements is None or model is None:
         return None
@@ -228,7 +235,8 @@ def _contained(items: Any, unreadable: dict[str, str]) -> list[Resource]:
 
 def _private(resource: Any) -> tuple[dict[str, str], Mapping[str, Any] | None, dict[str, Any]]:
     stored = getattr(resource, "__pydantic_private__", None) or {}
-    return stored.get(_PRIVATE, ({}, None, {}))  # type: ignore[no-any-return]
+    found: tuple[dict[str, str], Mapping[str, Any] | None, dict[str, Any]] = stored.get(_PRIVATE, ({}, None, {}))
+    return found
 
 
 def unreadable_elements(resource: Any) -> Mapping[str, str]:
@@ -241,7 +249,7 @@ def source_json(resource: Any) -> dict[str, Any] | None:
     (a single object where R4 wants a list becomes a list of one); elements we do not read
     are kept exactly as sent. For echoing a draft order back in a suggestion: shared with the
     request, so a caller that changes it copies it first (rules.common.with_dose does)."""
-    unreadable, raw, read_json = _private(resource)
+    _, raw, read_json = _private(resource)
     if raw is None:
         return None
     return {**raw, **read_json}

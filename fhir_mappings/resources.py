@@ -18,20 +18,32 @@ with a usable final value are parsed (older ones cannot change the facts).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
+from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.resource import Resource
 
 from .codes import (
-    ANALYTE_BY_LOINC, CONDITION_SNOMED, CVX, ICD10CM, LIVE_VACCINE_CVX, LOINC, OBSERVATION_LOINC,
-    RADIOTHERAPY_SNOMED, SNOMED, SYSTEM_ALIASES, cvx_key, icd10_kinds,
+    ANALYTE_BY_LOINC,
+    CONDITION_SNOMED,
+    CVX,
+    ICD10CM,
+    LIVE_VACCINE_CVX,
+    LOINC,
+    OBSERVATION_LOINC,
+    RADIOTHERAPY_SNOMED,
+    SNOMED,
+    canonical_system,
+    cvx_key,
+    icd10_kinds,
 )
 from .dates import parse_fhir_datetime
 from .drugs import may_name_known_drug
-from .labs import CLOCK_SKEW, PRELIMINARY_STATUS, USABLE_STATUS, has_value
 from .jsonlike import ARRAY_TYPES, OBJECT_TYPES, nested_deeper_than, to_python
-from .reading import READ_ELEMENTS, model_class, read_resource, unreadable_elements
+from .labs import CLOCK_SKEW, PRELIMINARY_STATUS, USABLE_STATUS, has_value
+from .reading import model_class, read_resource, short_text, unreadable_elements
+from .references import split_reference
 
 __all__ = ["Resource", "parse_resource", "parse_resources", "resources_from_bundle"]
 
@@ -42,7 +54,7 @@ _CURRENT_STATEMENT = frozenset({"active", "intended"})
 # Ended courses in the record still matter for a while: a strong CYP3A4 inhibitor stopped within a week,
 # an ixabepilone cycle given within 3 weeks (issue 12 items 4 and 6). Kept when they name a drug we know.
 _ENDED_COURSE = frozenset({"completed", "stopped"})
-_OLDEST = datetime.min.replace(tzinfo=timezone.utc)
+_OLDEST = datetime.min.replace(tzinfo=UTC)
 _MAX_PROBLEM = 240
 
 # What each resource type feeds, for the sentence that names an element we could not read.
@@ -68,7 +80,7 @@ _REPORTED_FOR_DRAFTS = frozenset({("MedicationRequest", "dosageInstruction")})
 _STATUS_REQUIRED = frozenset({"Observation", "MedicationRequest", "MedicationStatement", "Procedure", "Immunization"})
 
 
-def resources_from_bundle(bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
+def resources_from_bundle(bundle: object) -> list[dict[str, Any]]:
     """The resource dicts of a Bundle's entries (no ``entry``, entries without a resource: skipped).
 
     A Bundle without ``type`` (the CDS Hooks sandbox sends its draft orders so) is read all the same.
@@ -80,20 +92,20 @@ def resources_from_bundle(bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
         entries = [entries]  # one entry sent as an object
     if not isinstance(entries, ARRAY_TYPES):
         return []
-    return [e["resource"] for e in entries if isinstance(e, OBJECT_TYPES) and isinstance(e.get("resource"), OBJECT_TYPES)]
+    return [e["resource"] for e in entries
+            if isinstance(e, OBJECT_TYPES) and isinstance(e.get("resource"), OBJECT_TYPES)]
+
+
+_MAX_TYPE_NAME = 60  # longer than any R4 resource type: not one, so not echoed
+_MAX_ID = 64  # FHIR R4 datatype "id"
 
 
 def _label(raw: Mapping[str, Any]) -> str:
     rtype = raw.get("resourceType")
     rid = raw.get("id")
-    rtype = rtype if isinstance(rtype, str) and rtype.isalnum() and len(rtype) < 60 else "resource"
-    rid = rid if isinstance(rid, str) and len(rid) <= 64 else "(no id)"
+    rtype = rtype if isinstance(rtype, str) and rtype.isalnum() and len(rtype) < _MAX_TYPE_NAME else "resource"
+    rid = rid if isinstance(rid, str) and len(rid) <= _MAX_ID else "(no id)"
     return f"{rtype}/{rid}"
-
-
-def _short(text: str, limit: int = 80) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def parse_resource(raw: Any) -> tuple[Resource | None, str | None]:
@@ -108,7 +120,7 @@ def parse_resource(raw: Any) -> tuple[Resource | None, str | None]:
     if not isinstance(rtype, str):
         return None, f"{label} has no resourceType."
     if model_class(rtype) is None:
-        return None, f"{label}: '{_short(rtype, 40)}' is not a FHIR R4 resource type."
+        return None, f"{label}: '{short_text(rtype, 40)}' is not a FHIR R4 resource type."
     return read_resource(raw), None
 
 
@@ -120,7 +132,7 @@ def element_problems(resource: Resource, label: str, *, draft: bool = False) -> 
         if (rtype, element) in _REPORTED_BY_MAPPING or (draft and (rtype, element) in _REPORTED_FOR_DRAFTS):
             continue
         weakens = "the checks of this draft order" if draft else WEAKENS.get(rtype, "the checks")
-        out.append(_short(f"{label}: its {element} is not valid FHIR R4 ({why}); {weakens} could not use it.",
+        out.append(short_text(f"{label}: its {element} is not valid FHIR R4 ({why}); {weakens} could not use it.",
                           _MAX_PROBLEM))
     return out
 
@@ -128,8 +140,8 @@ def element_problems(resource: Resource, label: str, *, draft: bool = False) -> 
 def _reference(raw: Mapping[str, Any]) -> str | None:
     for key in ("subject", "patient"):
         value = raw.get(key)
-        if isinstance(value, OBJECT_TYPES) and isinstance(value.get("reference"), str):
-            return value["reference"]
+        if isinstance(value, OBJECT_TYPES) and isinstance(reference := value.get("reference"), str):
+            return reference
     return None
 
 
@@ -140,12 +152,12 @@ def _names_other_subject(reference: str, patient_id: str) -> str | None:
     patient; contained ("#x") and urn:uuid references cannot be resolved here
     and are kept.
     """
-    if reference.startswith("#") or reference.startswith("urn:"):
+    if reference.startswith(("#", "urn:")):
         return None
-    parts = reference.split("/_history/")[0].rstrip("/").split("/")
-    if len(parts) < 2:
+    target = split_reference(reference)
+    if target is None:
         return None
-    rtype, rid = parts[-2], parts[-1]
+    rtype, rid = target
     if rtype == "Patient" and rid == patient_id:
         return None
     return f"{rtype}/{rid}"
@@ -169,7 +181,7 @@ def _codes(concept: Any, system: str) -> list[str]:
         if isinstance(coding, OBJECT_TYPES):
             code, named = coding.get("code"), coding.get("system")
             if isinstance(code, str) and isinstance(named, str) and (
-                    named == system or SYSTEM_ALIASES.get(named) == system):
+                    canonical_system(named) == system):
                 out.append(code)
     return out
 
@@ -267,10 +279,11 @@ def _outcome_problem(raw: Mapping[str, Any]) -> str | None:
         return None
     texts = []
     for issue in serious or issues:
-        details = issue.get("details") if isinstance(issue.get("details"), Mapping) else {}
+        details = details if isinstance(details := issue.get("details"), Mapping) else {}
         text = issue.get("diagnostics") or details.get("text") or issue.get("code") or "no details"
-        texts.append(_short(str(text), 120))
-    return _short(f"The EHR returned an OperationOutcome instead of data: {'; '.join(texts) or 'no details'}.", _MAX_PROBLEM)
+        texts.append(short_text(str(text), 120))
+    return short_text(f"The EHR returned an OperationOutcome instead of data: {'; '.join(texts) or 'no details'}.",
+                  _MAX_PROBLEM)
 
 
 class _Parser:
@@ -296,12 +309,12 @@ class _Parser:
             other = _names_other_subject(reference, self.patient_id) if reference else None
         if other:
             whose = "another patient" if other.startswith("Patient/") else "something other than the patient in context"
-            self.problems.append(f"{label} was left out: it belongs to {whose} ({_short(other, 80)}).")
+            self.problems.append(f"{label} was left out: it belongs to {whose} ({short_text(other, 80)}).")
             return None
         if modifiers := _modifier_urls(raw):
             # FHIR R4 §2.21.0.3: a modifier extension changes what the resource means; one we do not
             # understand means we cannot know what it says, so it is not used, and that is said.
-            self.problems.append(_short(f"{label} carries a modifier extension this service does not understand "
+            self.problems.append(short_text(f"{label} carries a modifier extension this service does not understand "
                                         f"({modifiers}): it was not used; review it by hand.", _MAX_PROBLEM))
             return None
         raw = to_python(raw)  # only a resource that is read is turned into Python
@@ -315,7 +328,8 @@ class _Parser:
         if resource is None:
             return None
         self.problems.extend(element_problems(resource, label, draft=not self.record))
-        if (self.record and resource.get_resource_type() in _STATUS_REQUIRED and getattr(resource, "status", None) is None
+        if (self.record and resource.get_resource_type() in _STATUS_REQUIRED
+                and getattr(resource, "status", None) is None
                 and "status" not in unreadable_elements(resource)):
             self.problems.append(f"{label} has no status, so whether it is current cannot be told; "
                                  f"{WEAKENS[resource.get_resource_type()]} could not use it.")
@@ -421,9 +435,8 @@ def parse_resources(
         if rtype == "Observation":
             status = raw.get("status")
             codes = _codes(raw.get("code"), LOINC)
-            if isinstance(status, str) or status is None:
-                if not _observation_wanted(status, codes):
-                    continue
+            if (isinstance(status, str) or status is None) and not _observation_wanted(status, codes):
+                continue
             analyte = next((ANALYTE_BY_LOINC[c] for c in codes if c in ANALYTE_BY_LOINC), None) if now else None
         elif not _wanted(raw, record=record):
             continue
@@ -455,5 +468,5 @@ def _take_newest(parser: _Parser, analyte: str,
         if key[0] > horizon:
             continue
         resource = parser.take(raw)
-        if resource is not None and resource.status in USABLE_STATUS and has_value(resource, analyte):
+        if isinstance(resource, Observation) and resource.status in USABLE_STATUS and has_value(resource, analyte):
             kept_key = key

@@ -8,17 +8,29 @@ evidence here, so the rules never have to. Codes come from ``data/codes.json``
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from .codes import (
-    CODES, CONDITION_SNOMED, CVX, ICD10CM, LIVE_VACCINE_CVX, RADIOTHERAPY_SNOMED, REPRODUCTIVE_LOINC, SNOMED,
-    canonical_system, cvx_key, icd10_kinds,
+    CODES,
+    CONDITION_SNOMED,
+    CVX,
+    ICD10CM,
+    LIVE_VACCINE_CVX,
+    RADIOTHERAPY_SNOMED,
+    REPRODUCTIVE_LOINC,
+    SNOMED,
+    canonical_system,
+    concept_text,
+    cvx_key,
+    icd10_kinds,
 )
 from .dates import period_time, to_utc
 from .drugs import identify_concept, identify_text
 from .facts import Allergy, Evidence
 from .labs import USABLE_STATUS, effective_time, loinc_of
+from .references import reference_of
 
 CONDITION_KINDS = tuple(CODES["conditions"])  # pregnancy, pregnancy_ended, breastfeeding, liver_disease, ...
 # Not a status of its own: a delivery, abortion or postpartum record ends older pregnancy evidence.
@@ -46,26 +58,18 @@ _HCG_UNITS = {"m[IU]/mL": 1.0, "mIU/mL": 1.0, "[IU]/L": 1.0, "IU/L": 1.0, "[IU]/
 
 
 def _codes(concept: Any, system: str) -> list[str]:
-    return [c.code for c in (concept.coding if concept is not None else None) or [] if c.code and canonical_system(c.system) == system]
+    codings = (concept.coding if concept is not None else None) or []
+    return [c.code for c in codings if c.code and canonical_system(c.system) == system]
 
 
 def _status_codes(concept: Any) -> set[str]:
     return {c.code for c in (concept.coding if concept is not None else None) or [] if c.code}
 
 
-def _label(concept: Any, fallback: str) -> str:
-    if concept is None:
-        return fallback
-    return concept.text or next((c.display for c in concept.coding or [] if c.display), fallback)
-
-
-def _ref(resource: Any) -> str | None:
-    return f"{resource.get_resource_type()}/{resource.id}" if resource.id else None
-
-
 def condition_kinds(condition: Any) -> set[str]:
     """Which of our condition kinds a Condition's code falls in (SNOMED exact, ICD-10-CM by range)."""
-    kinds = {kind for code in _codes(condition.code, SNOMED) for kind, codes in CONDITION_SNOMED.items() if code in codes}
+    kinds = {kind for code in _codes(condition.code, SNOMED)
+             for kind, codes in CONDITION_SNOMED.items() if code in codes}
     for code in _codes(condition.code, ICD10CM):
         kinds |= icd10_kinds(code)
     return kinds
@@ -85,11 +89,13 @@ def abatement(condition: Any) -> tuple[bool, datetime | None]:
     in :func:`condition_evidence`); an age, range, string or ``true`` says it
     ended without a date we can compare, and counts as ended.
     """
-    when = to_utc(getattr(condition, "abatementDateTime", None)) or period_time(getattr(condition, "abatementPeriod", None))
+    when = (to_utc(getattr(condition, "abatementDateTime", None))
+            or period_time(getattr(condition, "abatementPeriod", None)))
     if when is not None:
         return True, when
     undated = (getattr(condition, "abatementBoolean", None) is True or getattr(condition, "abatementString", None)
-               or getattr(condition, "abatementAge", None) is not None or getattr(condition, "abatementRange", None) is not None)
+               or getattr(condition, "abatementAge", None) is not None
+               or getattr(condition, "abatementRange", None) is not None)
     return bool(undated), None
 
 
@@ -113,9 +119,9 @@ def condition_evidence(conditions: Iterable[Any], now: datetime | None = None) -
         if not kinds or _status_codes(cond.verificationStatus) & NOT_TRUE:
             continue
         matched = next(iter(_codes(cond.code, SNOMED) + _codes(cond.code, ICD10CM)), None)
-        label = _label(cond.code, "Condition")
+        label = concept_text(cond.code, "Condition")
         if PREGNANCY_ENDED in kinds:
-            out[PREGNANCY_ENDED].append(Evidence(label, _onset(cond), _ref(cond), matched))
+            out[PREGNANCY_ENDED].append(Evidence(label, _onset(cond), reference_of(cond), matched))
             kinds = kinds - {PREGNANCY_ENDED}
         abated, abated_on = abatement(cond)
         if abated and abated_on is not None and now is not None and abated_on > now:
@@ -124,9 +130,9 @@ def condition_evidence(conditions: Iterable[Any], now: datetime | None = None) -
             if "pregnancy" in kinds and (abated_on or abated):
                 ended = abated_on if abated_on is not None else None
                 if ended is not None:
-                    out[PREGNANCY_ENDED].append(Evidence(f"{label} (ended)", ended, _ref(cond), matched))
+                    out[PREGNANCY_ENDED].append(Evidence(f"{label} (ended)", ended, reference_of(cond), matched))
             continue
-        evidence = Evidence(label, _onset(cond), _ref(cond), matched)
+        evidence = Evidence(label, _onset(cond), reference_of(cond), matched)
         for kind in kinds:
             out[kind].append(evidence)
     return out
@@ -193,7 +199,7 @@ def reproductive_observations(
         if kind is None:
             continue
         when = effective_time(obs)
-        ref = _ref(obs)
+        ref = reference_of(obs)
         if kind == "pregnancy_status":
             answer = _pregnancy_answer(obs)
             if answer:
@@ -254,11 +260,21 @@ def allergies(resources: Iterable[Any]) -> list[Allergy]:
                 ids = ids | more
         if not ids:
             continue
-        display = _label(allergy.code, ", ".join(sorted(ids)))
+        display = concept_text(allergy.code, ", ".join(sorted(ids)))
         date = to_utc(allergy.onsetDateTime) or to_utc(allergy.recordedDate)
         severity, anaphylaxis, reactions = _reaction_facts(allergy.reaction or [])
-        out.append(Allergy(frozenset(ids), display, allergy.criticality, _ref(allergy), date,
-                           severity=severity, anaphylaxis=anaphylaxis, reactions=reactions))
+        out.append(
+            Allergy(
+                frozenset(ids),
+                display,
+                allergy.criticality,
+                reference_of(allergy),
+                date,
+                severity=severity,
+                anaphylaxis=anaphylaxis,
+                reactions=reactions,
+            )
+        )
     return out
 
 
@@ -278,7 +294,7 @@ def _reaction_facts(reactions: Iterable[Any]) -> tuple[str | None, bool, tuple[s
         if not isinstance(manifestations, list):
             manifestations = [manifestations]  # tolerant reading: one object where a list belongs
         for concept in manifestations:
-            label = _label(concept, "")
+            label = concept_text(concept, "")
             if label:
                 labels.append(label)
             words = " ".join([label, *((c.display or "") for c in getattr(concept, "coding", None) or [])]).lower()
@@ -304,11 +320,11 @@ def radiotherapy(procedures: Iterable[Any], now: datetime | None = None) -> list
         if not matched:
             continue
         date = to_utc(proc.performedDateTime) or period_time(proc.performedPeriod)
-        label = _label(proc.code, "Radiotherapy")
+        label = concept_text(proc.code, "Radiotherapy")
         ongoing = proc.status == "in-progress" and (proc.performedPeriod is None or proc.performedPeriod.end is None)
         if ongoing and now is not None:
             date, label = now, f"{label} (in progress)"
-        out.append(Evidence(label, date, _ref(proc), matched[0]))
+        out.append(Evidence(label, date, reference_of(proc), matched[0]))
     return out
 
 
@@ -324,7 +340,8 @@ def ordered_live_vaccine(request: Any, medication: Any | None, origin: str) -> E
     found = [c for c in _codes(concept, CVX) if cvx_key(c) in LIVE_VACCINE_CVX]
     if not found:
         return None
-    return Evidence(f"{_label(concept, 'Live vaccine')} ({origin})", to_utc(request.authoredOn), _ref(request), found[0])
+    label = f"{concept_text(concept, 'Live vaccine')} ({origin})"
+    return Evidence(label, to_utc(request.authoredOn), reference_of(request), found[0])
 
 
 def live_vaccines(immunizations: Iterable[Any]) -> list[Evidence]:
@@ -336,5 +353,6 @@ def live_vaccines(immunizations: Iterable[Any]) -> list[Evidence]:
         found = [c for c in _codes(imm.vaccineCode, CVX) if cvx_key(c) in LIVE_VACCINE_CVX]
         if not found:
             continue
-        out.append(Evidence(_label(imm.vaccineCode, "Live vaccine"), to_utc(imm.occurrenceDateTime), _ref(imm), found[0]))
+        label = concept_text(imm.vaccineCode, "Live vaccine")
+        out.append(Evidence(label, to_utc(imm.occurrenceDateTime), reference_of(imm), found[0]))
     return out

@@ -123,12 +123,6 @@ def unit_candidates(quantity: Any) -> list[str]:
     return out
 
 
-def unit_of(quantity: Any) -> str:
-    """The unit to show for a Quantity: its UCUM code, else its unit text."""
-    candidates = unit_candidates(quantity)
-    return candidates[0] if candidates else ""
-
-
 def factor_to(unit: str, canonical: str) -> float | None:
     """The factor from ``unit`` to ``canonical``, or None for a unit we do not know."""
     key = _key(unit.strip())

@@ -31,12 +31,12 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fhir_server as fs  # noqa: E402 (scripts/ is not a package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scripts import fhir_server as fs
 
 ROOT = fs.ROOT
 GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
@@ -173,13 +173,15 @@ def call_hook(service: Service, body: dict[str, Any], timeout: float = 30.0) -> 
 
 
 def run_patient(service: Service, fhir: fs.FhirServer, patient_id: str, expected: list[str], now: datetime) -> Outcome:
-    status, body = call_hook(service, fs.hook_body(patient_id, fs.read_order(patient_id, now), fhir.base_url, fhir.token))
+    body_sent = fs.hook_body(patient_id, fs.read_order(patient_id, now), fhir.base_url, fhir.token)
+    status, body = call_hook(service, body_sent)
     if status != 200:
         issues = body.get("issue", []) if isinstance(body, dict) else []
         reason = "; ".join(str(i.get("diagnostics", "")) for i in issues) or str(body)[:300]
         return Outcome(patient_id, tuple(expected), (), f"HTTP {status}: {reason}")
     cards = tuple(
-        Card(card.get("indicator", "?"), card.get("source", {}).get("topic", {}).get("code", "?"), card.get("summary", ""))
+        Card(card.get("indicator", "?"), card.get("source", {}).get("topic", {}).get("code", "?"),
+             card.get("summary", ""))
         for card in body.get("cards", [])
     )
     return Outcome(patient_id, tuple(expected), cards)
@@ -198,7 +200,7 @@ def table(outcomes: list[Outcome], width: int = 0) -> str:
         cards = [(c.indicator, c.code, c.summary) for c in o.cards] or [("", "(no cards)", "")]
         if o.error:
             cards = [("", "(error)", o.error)]
-        block = []
+        block: list[tuple[str, ...]] = []
         for i in range(max(len(expected), len(cards))):
             head = ("OK" if o.ok else "MISMATCH", o.patient_id) if i == 0 else ("", "")
             code = expected[i] if i < len(expected) else ""
@@ -212,7 +214,7 @@ def table(outcomes: list[Outcome], width: int = 0) -> str:
     rule = "-" * (lead + summary_width)
 
     def lines(row: tuple[str, ...]) -> list[str]:
-        cells = "  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths))
+        cells = "  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths, strict=False))
         wrapped = textwrap.wrap(row[5], summary_width) or [""]
         return [f"{cells}  {wrapped[0]}".rstrip()] + [(" " * lead + more).rstrip() for more in wrapped[1:]]
 
@@ -234,7 +236,7 @@ class Interrupted(Exception):
 _STOP = threading.Event()
 
 
-def _on_signal(signum: int, frame: Any) -> None:
+def _on_signal(_signum: int, _frame: Any) -> None:
     """Only note the signal: raising here could land between a server's start and our holding its pid."""
     _STOP.set()
 
@@ -262,7 +264,7 @@ def run(only: list[str], expected_file: Path = EXPECTED_FILE) -> int:
         fhir = fs.start()
         print(f"FHIR server   {fhir.base_url}  (pid {fhir.pid})", flush=True)
         checkpoint()
-        now = datetime.now(timezone.utc).replace(microsecond=0)
+        now = datetime.now(UTC).replace(microsecond=0)
         ids = fs.load_patients(fhir, now=now)
         print(f"loaded        {len(ids)} patients from {fs.PATIENTS_DIR.relative_to(ROOT)}", flush=True)
         checkpoint()

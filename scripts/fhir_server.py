@@ -42,10 +42,11 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("FHIR_SERVER_VENV", ROOT / ".fhir-venv"))
@@ -292,8 +293,9 @@ def render(value: Any, now: datetime) -> Any:
     if isinstance(value, str) and value.startswith("{{"):
         match = PLACEHOLDER.match(value)
         if match is None:
-            raise ValueError(f"unknown date placeholder {value!r} (use {{{{now}}}}, {{{{now-2d}}}}, {{{{now-3h:date}}}})")
-        when = now.astimezone(timezone.utc).replace(microsecond=0)
+            raise ValueError(
+                f"unknown date placeholder {value!r} (use {{{{now}}}}, {{{{now-2d}}}}, {{{{now-3h:date}}}})")
+        when = now.astimezone(UTC).replace(microsecond=0)
         if match["n"]:
             delta = timedelta(**{UNITS[match["unit"]]: int(match["n"])})
             when = when + delta if match["sign"] == "+" else when - delta
@@ -395,7 +397,7 @@ def load_patients(
     PUT entries with fixed ids make loading idempotent: a second load updates
     the same resources instead of adding copies.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     ids = []
     for path in bundle_paths(directory):
         bundle = read_bundle(path, now)
@@ -452,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             server = _load_state()
             now = datetime.fromisoformat(args.now) if args.now else None
             if now is not None and now.tzinfo is None:
-                now = now.replace(tzinfo=timezone.utc)
+                now = now.replace(tzinfo=UTC)
             for patient_id in load_patients(server, now=now, directory=args.dir):
                 print(patient_id)
     except FhirServerError as exc:

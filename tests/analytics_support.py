@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = ROOT / "tests" / "fixtures" / "http"
@@ -46,7 +47,7 @@ def _shift(value: Any, delta: timedelta) -> Any:
     if isinstance(value, str) and _DATE.match(value):
         if "T" not in value:
             return (datetime.fromisoformat(value) - delta).date().isoformat()
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00")) - delta
+        moment = datetime.fromisoformat(value) - delta
         return moment.isoformat().replace("+00:00", "Z") if value.endswith("Z") else moment.isoformat()
     return value
 
@@ -125,4 +126,4 @@ def six_weeks(client_at: Callable[[datetime], Any], now: datetime) -> None:
 
 
 def as_utc_day(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).date().isoformat()
+    return moment.astimezone(UTC).date().isoformat()

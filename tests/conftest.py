@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ FIXTURES = ROOT / "tests" / "fixtures"
 SAMPLES = ROOT / "samples"
 
 # The sample requests' labs were drawn on 2026-11-24; "now" is the next day.
-FIXED_NOW = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)
+FIXED_NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 TEST_FHIR_SERVER = "https://ehr.example.org/fhir"
 
 
@@ -32,7 +33,7 @@ def now() -> datetime:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Callable[..., Any]:
+def make_app(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Build apps on a per-test database; closed at teardown."""
     apps = []
 

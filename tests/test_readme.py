@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC
 from pathlib import Path
 
 from cds_services.security.audit import FIELDS
@@ -18,7 +19,7 @@ def section(title: str) -> str:
 
 
 def test_trusted_clients_example_loads_through_the_real_loader():
-    (example,) = re.findall(r"```json\n(.*?)```", section("Security"), flags=re.S)
+    (example,) = re.findall(r"```json\n(.*?)```", section("Security"), flags=re.DOTALL)
     clients = load_trusted_clients(example)
     client = clients.get("https://ehr.hospital.example/cds-client")
     assert client is not None and client.tenants == ("hospital-main",)
@@ -26,7 +27,7 @@ def test_trusted_clients_example_loads_through_the_real_loader():
 
 
 def test_audit_table_lists_exactly_the_audit_fields():
-    rows = re.findall(r"^\| (`[^|]+`) \|", section("Security"), flags=re.M)
+    rows = re.findall(r"^\| (`[^|]+`) \|", section("Security"), flags=re.MULTILINE)
     documented = {name for row in rows for name in re.findall(r"`([a-z_]+)`", row)}
     assert documented == set(FIELDS)
 
@@ -57,7 +58,7 @@ def test_every_cds_setting_is_documented():
 def test_what_is_read_table_is_the_code_s_list_of_elements():
     from fhir_mappings.reading import READ_ELEMENTS
 
-    rows = dict(re.findall(r"^\| (\w+) \| (`.*`) \|$", section("Reading real-world FHIR"), flags=re.M))
+    rows = dict(re.findall(r"^\| (\w+) \| (`.*`) \|$", section("Reading real-world FHIR"), flags=re.MULTILINE))
     assert {t: tuple(re.findall(r"`(\w+)`", r)) for t, r in rows.items()} == READ_ELEMENTS
 
 
@@ -79,11 +80,11 @@ def test_the_prefetch_keys_are_the_kinds_of_data_the_facts_know():
 
 
 def test_the_analytics_json_fields_named_are_the_reports():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from cds_services.analytics.report import build_report
 
-    now = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
     card = {"served_at": now, "service_id": "ixabepilone-order-sign", "hook": "order-sign", "rule_code": "platelets-low",
             "indicator": "critical", "card_uuid": "c-1", "suggestion_uuids": [], "silent": False}
     document = build_report([card], [], now=now, since_days=30, rule_display=str, reason_display=str)

@@ -12,9 +12,10 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
@@ -22,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import ConfigError, load_settings
 from ..feedback import default_instance_path, default_sqlite_url
+from ..knowledge import load_knowledge
 from . import DEFAULT_SINCE_DAYS, load_report
 from .page import render_page
 from .store import served_table
@@ -54,7 +56,9 @@ def format_table(report: Mapping[str, Any]) -> str:
     widths = [max(len(r[i]) for r in [header, totals, *rows]) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
 
     out = [
         f"Cards served {report['from'][:10]} to {report['to'][:10]} (last {report['since_days']} days)",
@@ -110,8 +114,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
          now: datetime | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from ..knowledge import load_knowledge
-
         # The CLI serves nothing, so the service's authentication settings do not apply to it.
         settings = load_settings(os.environ if environ is None else environ, {"allow_unauthenticated": True})
         retention = settings.analytics_retention_days
@@ -126,7 +128,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                     "the service has not logged a card there yet"
                 )
             report = load_report(
-                engine, load_knowledge(settings.knowledge_path), now=now or datetime.now(timezone.utc),
+                engine, load_knowledge(settings.knowledge_path), now=now or datetime.now(UTC),
                 since_days=since, silent_rules=settings.silent_rules,
             )
         finally:

@@ -8,9 +8,10 @@ for each number, and the definitions at the bottom.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from html import escape
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 # Colours chosen to stay apart for the common colour-vision deficiencies (blue/orange), with grey for silent.
 FIRED, OVERRIDDEN, SILENT, THRESHOLD, GRID, INK = "#2b6cb0", "#dd6b20", "#a0aec0", "#c53030", "#e2e8f0", "#1a202c"
@@ -80,7 +81,7 @@ def _svg(chart_id: str, title: str, height: int, body: Iterable[str]) -> str:
     )
 
 
-def _text(x: float, y: float, text: str, anchor: str = "start", fill: str = INK, size: int | None = None,
+def _text(x: float, y: float, text: str, *, anchor: str = "start", fill: str = INK, size: int | None = None,
           title: str | None = None) -> str:
     size_attr = f' font-size="{size}"' if size else ""
     tip = f"<title>{escape(title)}</title>" if title else ""
@@ -89,7 +90,8 @@ def _text(x: float, y: float, text: str, anchor: str = "start", fill: str = INK,
 
 
 def _legend(items: list[tuple[str, str]], y: float) -> list[str]:
-    out, x = [], LABEL_WIDTH
+    out: list[str] = []
+    x = float(LABEL_WIDTH)
     for colour, label in items:
         out.append(f'<rect x="{x}" y="{y - 10}" width="12" height="12" fill="{colour}"/>')
         out.append(_text(x + 17, y, label))
@@ -130,7 +132,8 @@ def bars_by_rule(rules: list[Mapping[str, Any]]) -> str:
             dash = ' stroke="#718096" stroke-dasharray="3 2"' if key == "silent" else ""
             body.append(
                 f'<rect class="bar bar-{key}" x="{LABEL_WIDTH}" y="{y:.1f}" width="{max(width, 0.0):.1f}" '
-                f'height="{bar - 2}" fill="{colour}"{dash}><title>{escape(name)}: {_n(value)} {escape(label)}</title></rect>'
+                f'height="{bar - 2}" fill="{colour}"{dash}>'
+                f"<title>{escape(name)}: {_n(value)} {escape(label)}</title></rect>"
             )
             if value or key != "silent":  # a silent bar only where the rule is silent
                 body.append(_text(LABEL_WIDTH + width + 4, y + bar - 3, _n(value), size=11, fill="#2d3748"))
@@ -169,8 +172,8 @@ def rate_by_week(weeks: list[Mapping[str, Any]]) -> str:
         answered = week["accepted"] + week["overridden"]
         body.append(
             f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{OVERRIDDEN}"><title>Week of '
-            f'{_day(week["start"])}: {_n(week["overridden"])} of {_n(answered)} answered alerts overridden '
-            f'({_pct(rate)})</title></circle>'
+            f"{_day(week['start'])}: {_n(week['overridden'])} of {_n(answered)} answered alerts overridden "
+            f"({_pct(rate)})</title></circle>"
         )
     for run in points:
         if len(run) > 1:
@@ -200,10 +203,18 @@ def reason_bars(reasons: list[Mapping[str, Any]]) -> str:
         name = _reason_name(reason)
         width = plot * reason["count"] / scale_max
         body.append(_text(LABEL_WIDTH - 8, y + 13, _short(name), anchor="end", title=name))
-        body.append(f'<rect class="bar bar-reason" x="{LABEL_WIDTH}" y="{y:.1f}" width="{width:.1f}" height="{bar - 6}" '
-                    f'fill="{OVERRIDDEN}"><title>{escape(name)}: {_n(reason["count"])}</title></rect>')
-        body.append(_text(LABEL_WIDTH + width + 5, y + 13,
-                          f'{_n(reason["count"])} ({_n(reason["with_comment"])} with a comment)', size=11))
+        body.append(
+            f'<rect class="bar bar-reason" x="{LABEL_WIDTH}" y="{y:.1f}" width="{width:.1f}" height="{bar - 6}" '
+            f'fill="{OVERRIDDEN}"><title>{escape(name)}: {_n(reason["count"])}</title></rect>'
+        )
+        body.append(
+            _text(
+                LABEL_WIDTH + width + 5,
+                y + 13,
+                f"{_n(reason['count'])} ({_n(reason['with_comment'])} with a comment)",
+                size=11,
+            )
+        )
     return _svg("chart-reasons", title, height, body)
 
 
@@ -236,12 +247,15 @@ def _rules_table(rules: list[Mapping[str, Any]]) -> str:
 
 
 def _group_table(table_id: str, label: str, key: str, groups: list[Mapping[str, Any]]) -> str:
-    rows = "".join(
-        f'<tr><td class="name">{escape(str(g[key]))}</td><td>{_n(g["fired"])}</td><td>{_n(g["silent"])}</td>'
-        f'<td>{_n(g["accepted"])}</td><td>{_n(g["overridden"])}</td><td>{_n(g["no_feedback"])}</td>'
-        f'<td>{_pct(g["override_rate"])}</td></tr>'
-        for g in groups
-    ) or '<tr><td class="name" colspan="7">No alerts in this period.</td></tr>'
+    rows = (
+        "".join(
+            f'<tr><td class="name">{escape(str(g[key]))}</td><td>{_n(g["fired"])}</td><td>{_n(g["silent"])}</td>'
+            f"<td>{_n(g['accepted'])}</td><td>{_n(g['overridden'])}</td><td>{_n(g['no_feedback'])}</td>"
+            f"<td>{_pct(g['override_rate'])}</td></tr>"
+            for g in groups
+        )
+        or '<tr><td class="name" colspan="7">No alerts in this period.</td></tr>'
+    )
     return (
         f'<table id="{table_id}"><thead><tr><th class="name">{escape(label)}</th><th>Shown</th><th>Silent</th>'
         "<th>Accepted</th><th>Overridden</th><th>No response</th><th>Override rate</th></tr></thead>"
@@ -303,7 +317,8 @@ def render_page(report: Mapping[str, Any], title: str = "Ixabepilone order check
         '<link rel="icon" href="data:,">',  # no /favicon.ico request: the page loads nothing
         f"<title>{escape(title)}: alerts and overrides</title><style>{STYLE}</style></head><body>",
         f"<h1>{escape(title)}: alerts and what clinicians did with them</h1>",
-        f'<p class="period">Last {_n(report["since_days"])} days, {_when(report["from"])} to {_when(report["to"])}.</p>',
+        f'<p class="period">Last {_n(report["since_days"])} days, '
+        f'{_when(report["from"])} to {_when(report["to"])}.</p>',
         _silent_note(report),
         '<div class="figures">',
         "".join(f'<div class="figure"><b>{value}</b><span>{escape(label)}</span></div>' for value, label in figures),

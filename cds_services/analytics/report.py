@@ -30,9 +30,10 @@ Definitions, stated once here and on the page:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 FATIGUE_OVERRIDE_RATE = 0.90  # flag above this rate (issue 14)
 FATIGUE_MIN_CARDS = 30  # ... over at least this many answered cards (issue 14)
@@ -41,15 +42,15 @@ TOP_REASONS = 3
 
 def as_utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; every stored time is UTC."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _timestamp(value: Any) -> datetime:
     """outcomeTimestamp as stored (validated ISO 8601 with a zone); unreadable ones sort first."""
     try:
-        return as_utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+        return as_utc(datetime.fromisoformat(str(value)))
     except ValueError:
-        return datetime.min.replace(tzinfo=timezone.utc)
+        return datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,8 @@ def _outcome(item: Mapping[str, Any]) -> Outcome:
         accepted = item.get("accepted_suggestions") or []
         ids = tuple(s["id"] for s in accepted if isinstance(s, Mapping) and isinstance(s.get("id"), str))
         return Outcome("accepted", accepted_suggestions=ids)
-    reason = item.get("override_reason") if isinstance(item.get("override_reason"), Mapping) else {}
-    coding = reason.get("reason") if isinstance(reason.get("reason"), Mapping) else {}
+    reason = reason if isinstance(reason := item.get("override_reason"), Mapping) else {}
+    coding = coding if isinstance(coding := reason.get("reason"), Mapping) else {}
     comment = reason.get("userComment")
     return Outcome(
         "overridden",
@@ -91,11 +92,12 @@ class Tally:
     silent: int = 0
     accepted: int = 0
     overridden: int = 0
-    reasons: Counter = field(default_factory=Counter)  # (system, code) -> overridden cards
-    commented: Counter = field(default_factory=Counter)  # (system, code) -> of which with a user comment
+    # (system, code) -> overridden cards, and of which with a user comment
+    reasons: Counter[tuple[str | None, str | None]] = field(default_factory=Counter)
+    commented: Counter[tuple[str | None, str | None]] = field(default_factory=Counter)
     suggestions_accepted: int = 0
     suggestions_unknown: int = 0
-    indicators: Counter = field(default_factory=Counter)
+    indicators: Counter[str] = field(default_factory=Counter)
 
     def add(self, card: Mapping[str, Any], outcome: Outcome | None) -> None:
         if card["silent"]:
@@ -222,7 +224,8 @@ def build_report(
         "by_indicator": [row("indicator", k, t) for k, t in sorted(indicators.items())],
         "by_service": [row("service_id", k, t) for k, t in sorted(services.items())],
         "weeks": [
-            {"week": f"{m.isocalendar()[0]}-W{m.isocalendar()[1]:02d}", "start": m.isoformat(), **t.counts(reason_display)}
+            {"week": f"{m.isocalendar()[0]}-W{m.isocalendar()[1]:02d}", "start": m.isoformat(),
+             **t.counts(reason_display)}
             for m, t in sorted(weeks.items())
         ],
     }

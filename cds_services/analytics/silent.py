@@ -11,7 +11,8 @@ fired" in the analytics) and only the others are returned.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ..config import SILENT_ALL, ConfigError
 

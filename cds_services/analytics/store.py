@@ -25,9 +25,9 @@ import atexit
 import logging
 import threading
 import weakref
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, String, Table, delete, insert, select
 from sqlalchemy.engine import Engine
@@ -83,17 +83,18 @@ def served_rows(
         card_uuid = _fit(card.get("uuid"), "card_uuid")
         if card_uuid is None:
             continue
-        source = card.get("source") if isinstance(card.get("source"), Mapping) else {}
-        topic = source.get("topic") if isinstance(source.get("topic"), Mapping) else {}
-        suggestions = card.get("suggestions") if isinstance(card.get("suggestions"), list) else []
+        source = source if isinstance(source := card.get("source"), Mapping) else {}
+        topic = topic if isinstance(topic := source.get("topic"), Mapping) else {}
+        suggestions = suggestions if isinstance(suggestions := card.get("suggestions"), list) else []
         rows.append({
-            "served_at": served_at.astimezone(timezone.utc),
+            "served_at": served_at.astimezone(UTC),
             "service_id": _fit(service_id, "service_id") or UNKNOWN,
             "hook": _fit(hook, "hook") or UNKNOWN,
             "rule_code": _fit(topic.get("code"), "rule_code") or UNKNOWN,
             "indicator": _fit(card.get("indicator"), "indicator") or UNKNOWN,
             "card_uuid": card_uuid,
-            "suggestion_uuids": [s["uuid"] for s in suggestions if isinstance(s, Mapping) and isinstance(s.get("uuid"), str)],
+            "suggestion_uuids": [s["uuid"] for s in suggestions
+                                 if isinstance(s, Mapping) and isinstance(s.get("uuid"), str)],
             "silent": silent,
             "client_iss": _fit(client_iss, "client_iss"),
             "client_tenant": _fit(client_tenant, "client_tenant"),
@@ -102,7 +103,7 @@ def served_rows(
 
 
 # Logs still open at interpreter exit get a last flush (see the module docstring).
-_open_logs: "weakref.WeakSet[ServedLog]" = weakref.WeakSet()
+_open_logs: weakref.WeakSet[ServedLog] = weakref.WeakSet()
 
 
 @atexit.register

@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+from http import HTTPStatus
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -58,7 +60,7 @@ def _require_token() -> None:
 @bp.after_request
 def _headers(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
-    if response.status_code == 401:
+    if response.status_code == HTTPStatus.UNAUTHORIZED:
         # Basic too, so that a browser asks for the token instead of showing the error.
         response.headers["WWW-Authenticate"] = f"Bearer {REALM}, Basic {REALM}, charset=\"UTF-8\""
     return response
@@ -77,7 +79,7 @@ def _since_days(retention_days: int) -> int:
     return int(raw)
 
 
-def _report() -> dict:
+def _report() -> dict[str, Any]:
     cds = runtime()
     since = _since_days(cds.settings.analytics_retention_days)
     cds.analytics.flush()  # this process's latest cards, not a second old

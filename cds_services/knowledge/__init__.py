@@ -1,28 +1,48 @@
 """The ixabepilone knowledge base: thresholds, dose table, interacting drugs, sources.
 
 Knowledge is data (``ixabepilone.json``) so a pharmacist can review it without
-reading code. It is loaded and validated once, when the service starts: an
-unknown field, a missing or unknown source key, a bad indicator or a drug id
-the mapping layer does not produce fails the start with a message naming the
-entry, instead of a rule silently reading nothing at the bedside.
+reading code. It is loaded and validated once, when the service starts, by the
+typed models below (pydantic): an unknown field, a missing or unknown source
+key, a bad indicator or a drug id the mapping layer does not produce fails the
+start with a message naming the entry ("interactions.ketoconazole.source:
+unknown source key 'X'"), instead of a rule silently reading nothing at the
+bedside. The models are also what the rules read, so the type of every value
+is the one that was checked.
 """
 from __future__ import annotations
 
+import itertools
 import json
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal
 
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from cds_services.findings import Indicator
 from fhir_mappings.drugs import known_drug_ids
 
 __all__ = [
+    "DEFAULT_PATH",
     "DRUG_IDS",
     "HepaticBand",
     "Hypersensitivity",
     "Interaction",
     "Knowledge",
     "KnowledgeError",
+    "PremedDrug",
     "Source",
     "Threshold",
     "load_knowledge",
@@ -30,205 +50,253 @@ __all__ = [
 
 DEFAULT_PATH = Path(__file__).with_name("ixabepilone.json")
 CODE_SYSTEM = "urn:ixabepilone-cds:rules"
-INDICATORS = ("info", "warning", "critical")
 
 # The ids fhir_mappings puts in DrugUse.drugs / Allergy.substances. A knowledge
 # entry for any other id could never match, so it is an error, not a no-op.
 DRUG_IDS = known_drug_ids()
 
-RULE_CODES = (
-    "neutrophils-low",
-    "platelets-low",
-    "hepatic-combination",
-    "hepatic-monotherapy",
-    "hepatic-impairment-condition",
-    "hypersensitivity",
-    "pregnancy",
-    "breastfeeding",
-    "cyp3a4-strong-inhibitor",
-    "cyp3a4-strong-inducer",
-    "cyp3a4-other",
-    "labs-missing",
-    "dose-check",
-    "premedication-missing",
-    "radiation-recall",
-    "live-vaccine",
-    "neuropathy-risk",
-    "check-unavailable",
-)
-
+# The keys each fixed table must hold: the rules read them by name.
 THRESHOLD_KEYS = (
-    "anc-min",
-    "wbc-min",
-    "platelets-min",
-    "fever-min",
-    "fever-window",
-    "combination-transaminase-x-uln",
-    "combination-bilirubin-x-uln",
-    "standard-dose",
-    "strong-inhibitor-dose",
-    "inhibitor-washout",
-    "inducer-max-dose",
-    "bsa-cap",
-    "dose-tolerance",
-    "radiotherapy-window",
-    "live-vaccine-window",
-    "contraception-female",
-    "contraception-male",
-    "breastfeeding-after",
-    "regimen-window",
+    "anc-min", "wbc-min", "platelets-min", "fever-min", "fever-window", "combination-transaminase-x-uln",
+    "combination-bilirubin-x-uln", "standard-dose", "strong-inhibitor-dose", "inhibitor-washout",
+    "inducer-max-dose", "bsa-cap", "dose-tolerance", "radiotherapy-window", "live-vaccine-window",
+    "contraception-female", "contraception-male", "breastfeeding-after", "regimen-window",
 )
 FRESHNESS_KEYS = ("neutrophils", "wbc", "platelets", "ast", "alt", "bilirubin", "height", "weight", "pregnancy-test")
 ULN_KEYS = ("ast", "alt", "bilirubin")
 
-INTERACTION_CLASSES = (
-    "strong-inhibitor",
-    "strong-inducer",
-    "moderate-inhibitor",
-    "weak-inhibitor",
-    "moderate-inducer",
-    "weak-inducer",
-    "food-inhibitor",
-)
-STRONG_CLASSES = ("strong-inhibitor", "strong-inducer")
+InteractionClass = Literal[
+    "strong-inhibitor", "strong-inducer", "moderate-inhibitor", "weak-inhibitor", "moderate-inducer",
+    "weak-inducer", "food-inhibitor",
+]
+Severity = Literal["severe", "unknown", "not_severe"]
 
 
 class KnowledgeError(ValueError):
     """The knowledge file is wrong; the message names the entry."""
 
 
-@dataclass(frozen=True)
-class Source:
-    key: str
-    label: str
-    url: str | None = None
-    note: str | None = None
+# --------------------------------------------------------------------------- value types
 
 
-@dataclass(frozen=True)
-class Threshold:
+def _known_drug(value: str) -> str:
+    if value not in DRUG_IDS:
+        raise PydanticCustomError("drug_id", "{drug} is not a known drug id", {"drug": repr(value)})
+    return value
+
+
+def _known_source(value: str, info: ValidationInfo) -> str:
+    known: Collection[str] | None = (info.context or {}).get("sources")
+    if known and value not in known:  # without sources, the sources entry is the one error to name
+        raise PydanticCustomError(
+            "source_key", "unknown source key {key} (known: {known})", {"key": repr(value), "known": ", ".join(known)}
+        )
+    return value
+
+
+def _exact_keys(where_keys: Iterable[str]) -> AfterValidator:
+    """A table whose keys the rules read by name: none missing, none unknown."""
+    wanted = tuple(where_keys)
+
+    def check(table: dict[str, Any]) -> dict[str, Any]:
+        _check_keys(table, wanted)
+        return table
+
+    return AfterValidator(check)
+
+
+def _check_keys(table: Mapping[str, Any], wanted: Collection[str]) -> None:
+    unknown = sorted(set(table) - set(wanted))
+    if unknown:
+        raise PydanticCustomError("extra_keys", "unknown field(s) {names}", {"names": ", ".join(map(repr, unknown))})
+    missing = [k for k in wanted if k not in table]
+    if missing:
+        raise PydanticCustomError("missing_keys", "missing field(s) {names}", {"names": ", ".join(map(repr, missing))})
+
+
+Text = Annotated[str, Strict(), StringConstraints(pattern=r"\S")]  # a non-empty string
+Number = Annotated[float, Strict()]  # a JSON number (an integer is one), never a string or true/false
+Flag = Annotated[bool, Strict()]
+DrugId = Annotated[str, Strict(), AfterValidator(_known_drug)]
+SourceKey = Annotated[str, Strict(), AfterValidator(_known_source)]
+
+
+class _Entry(BaseModel):
+    """Every object in the file: its fields are all known, and it is read-only once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Cited(_Entry):
+    source: SourceKey
+    section: Text
+
+
+# --------------------------------------------------------------------------- entries
+
+
+class Source(_Entry):
+    label: Text
+    url: Text | None  # required, and null for this project's own settings (P)
+    note: Text | None = None
+
+
+class Threshold(_Cited):
     """A number with its unit and where it comes from.
 
     ``judgment`` marks a setting chosen by this project (a window, a margin)
     rather than read from a source; cards say so.
     """
 
-    key: str
-    value: float
-    unit: str
-    source: str
-    section: str
-    judgment: bool = False
-    note: str | None = None
+    value: Number
+    unit: Text
+    judgment: Flag = False
+    note: Text | None = None
 
     def cite(self) -> str:
-        """"[L §4]" or "[project setting]"."""
+        """ "[L §4]" or "[project setting]"."""
         return "[project setting]" if self.judgment else f"[{self.source} {self.section}]"
 
 
-@dataclass(frozen=True)
-class RuleInfo:
-    code: str
-    display: str
-    source: str
-    section: str
+class RuleInfo(_Cited):
+    display: Text
 
 
-@dataclass(frozen=True)
-class HepaticBand:
+class HepaticBand(_Cited):
     """One row of the label's monotherapy hepatic table: both limits must hold."""
 
-    transaminase_max_x_uln: float
-    bilirubin_max_x_uln: float
-    dose_mg_per_m2: float
-    dose_text: str
-    source: str
-    section: str
+    transaminase_max_x_uln: Number
+    bilirubin_max_x_uln: Number
+    dose_mg_per_m2: Number
+    dose_text: Text
 
 
-@dataclass(frozen=True)
-class Interaction:
-    drug: str
-    cls: str  # one of INTERACTION_CLASSES
-    source: str
-    section: str
-    note: str | None = None
+class HepaticBeyond(_Cited):
+    """Beyond the table's last row: not recommended."""
+
+    dose_text: Text
 
 
-@dataclass(frozen=True)
-class Citation:
-    """A small cited entry (combination partner, hepatic 'beyond' row, hypersensitivity)."""
+class Partner(_Cited):
+    """A combination partner (capecitabine): the boxed warning's contraindication applies."""
 
-    key: str
-    source: str
-    section: str
-    note: str | None = None
-    indicator: str | None = None
-    dose_text: str | None = None
-    judgment: bool = False
+    note: Text | None = None
 
 
-@dataclass(frozen=True)
-class Hypersensitivity:
+class Interaction(_Cited):
+    drug: str = Field(default="", exclude=True)  # the table's key, set when the table is read
+    cls: InteractionClass = Field(alias="class")
+    note: Text | None = None
+
+    @field_validator("drug", mode="before")
+    @classmethod
+    def _not_in_the_file(cls, _value: Any) -> Any:
+        raise PydanticCustomError("extra_forbidden", "the drug is the entry's key")
+
+
+class Hypersensitivity(_Cited):
     """What a recorded reaction to one substance means, by how severe it was [L §4; §2.3].
 
     Severe: criticality high, a severe reaction, or anaphylaxis; not severe:
     recorded as low criticality or mild/moderate; unknown: neither said.
     """
 
-    key: str
-    severe: str
-    unknown: str
-    not_severe: str
-    source: str
-    section: str
-    note: str
-    judgment: bool = False
+    severe: Indicator
+    unknown: Indicator
+    not_severe: Indicator
+    note: Text
+    judgment: Flag = False
 
-    def indicator(self, severity: str) -> str:
+    def indicator(self, severity: Severity) -> Indicator:
         """The card indicator for "severe", "unknown" or "not_severe"."""
         return {"severe": self.severe, "unknown": self.unknown, "not_severe": self.not_severe}[severity]
 
 
-@dataclass(frozen=True)
-class PremedDrug:
-    drug: str
-    display: str
-    source: str
-    section: str
-    rxnorm: str | None = None
-    dose_mg: float | None = None
-    route: str | None = None
-    timing: str | None = None
-    note: str | None = None
-    judgment: bool = False
+class PremedDrug(_Cited):
+    """A premedication the service suggests: everything a draft MedicationRequest needs."""
+
+    drug: DrugId
+    display: Text
+    rxnorm: Text
+    dose_mg: Number
+    route: Literal["PO", "IV"]  # the routes rules.premedication can code (SNOMED)
+    timing: Text | None = None
+    note: Text | None = None
+    judgment: Flag = False
 
 
-@dataclass(frozen=True)
-class Premedication:
-    h1: frozenset[str]
-    h2: frozenset[str]
-    never_suggest: frozenset[str]
+DrugGroup = Annotated[frozenset[DrugId], Field(min_length=1)]
+
+
+class Premedication(_Entry):
+    h1: DrugGroup
+    h2: DrugGroup
+    never_suggest: DrugGroup
     suggest_h1: PremedDrug
     suggest_h2: PremedDrug
     corticosteroid: PremedDrug
 
+    @model_validator(mode="after")
+    def _suggestions_fit_their_groups(self) -> Premedication:
+        for name, drug, group in (("suggest_h1", self.suggest_h1, self.h1), ("suggest_h2", self.suggest_h2, self.h2)):
+            if drug.drug not in group:
+                raise PydanticCustomError("premedication", "{name} {drug} is not in its antagonist list",
+                                          {"name": name, "drug": repr(drug.drug)})
+            if drug.drug in self.never_suggest:
+                raise PydanticCustomError("premedication", "{name} {drug} is listed in never_suggest",
+                                          {"name": name, "drug": repr(drug.drug)})
+        return self
 
-@dataclass(frozen=True)
-class Knowledge:
-    version: str
+
+def _ordered(bands: tuple[HepaticBand, ...]) -> tuple[HepaticBand, ...]:
+    for a, b in itertools.pairwise(bands):
+        if b.transaminase_max_x_uln < a.transaminase_max_x_uln or b.bilirubin_max_x_uln < a.bilirubin_max_x_uln:
+            raise PydanticCustomError("order", "rows must be ordered from the mildest to the most severe")
+    return bands
+
+
+def _rule_table(table: dict[str, RuleInfo], info: ValidationInfo) -> dict[str, RuleInfo]:
+    _check_keys(table, (info.context or {}).get("rule_codes", ()))
+    return table
+
+
+def _one_source_at_least(sources: dict[str, Source]) -> dict[str, Source]:
+    if not sources:
+        raise PydanticCustomError("sources", "at least one source is required")
+    return sources
+
+
+class Knowledge(_Entry):
+    """The whole file. Tables are read-only mappings: the rules look entries up by key."""
+
+    version: Text
     code_system: str
-    sources: Mapping[str, Source]
-    rules: Mapping[str, RuleInfo]
-    thresholds: Mapping[str, Threshold]
-    freshness: Mapping[str, Threshold]  # days per analyte key (+ "pregnancy-test")
-    uln_defaults: Mapping[str, Threshold]
-    hepatic_bands: tuple[HepaticBand, ...]
-    hepatic_beyond: Citation
-    combination_partners: Mapping[str, Citation]
-    interactions: Mapping[str, Interaction]
+    sources: Annotated[dict[str, Source], AfterValidator(_one_source_at_least)]
+    rules: Annotated[dict[str, RuleInfo], AfterValidator(_rule_table)]
+    thresholds: Annotated[dict[str, Threshold], _exact_keys(THRESHOLD_KEYS)]
+    freshness: Annotated[dict[str, Threshold], _exact_keys(FRESHNESS_KEYS)] = Field(alias="freshness_days")
+    uln_defaults: Annotated[dict[str, Threshold], _exact_keys(ULN_KEYS)]
+    hepatic_bands: Annotated[tuple[HepaticBand, ...], Field(min_length=1), AfterValidator(_ordered)]
+    hepatic_beyond: HepaticBeyond
+    combination_partners: dict[DrugId, Partner] = Field(alias="combination_partner")
+    interactions: dict[DrugId, Interaction]
     premedication: Premedication
-    hypersensitivity: Mapping[str, Hypersensitivity]
+    hypersensitivity: dict[DrugId, Hypersensitivity]
+
+    @field_validator("code_system")
+    @classmethod
+    def _cards_topic_system(cls, value: str) -> str:
+        if value != CODE_SYSTEM:
+            raise PydanticCustomError(
+                "code_system", "must be {expected} (cards' source.topic system), got {got}",
+                {"expected": repr(CODE_SYSTEM), "got": repr(value)},
+            )
+        return value
+
+    @field_validator("interactions")
+    @classmethod
+    def _keyed(cls, table: dict[str, Interaction]) -> dict[str, Interaction]:
+        return {drug: entry.model_copy(update={"drug": drug}) for drug, entry in table.items()}
 
     def rule_display(self, code: str) -> str:
         info = self.rules.get(code)
@@ -249,291 +317,82 @@ class Knowledge:
         return frozenset(d for d, i in self.interactions.items() if i.cls in classes)
 
 
-# --------------------------------------------------------------------------- parsing
+# --------------------------------------------------------------------------- loading and messages
 
 
-def _obj(value: Any, where: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise KnowledgeError(f"{where}: expected an object, got {type(value).__name__}")
-    unknown = sorted(set(value) - set(required) - set(optional))
-    if unknown:
-        raise KnowledgeError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
-    missing = [k for k in required if k not in value]
-    if missing:
-        raise KnowledgeError(f"{where}: missing field(s) {', '.join(map(repr, missing))}")
-    return value
+def _where(loc: tuple[int | str, ...]) -> str:
+    """("interactions", "ketoconazole", "source") -> "interactions.ketoconazole.source"; list items as [i]."""
+    out = ""
+    for part in loc:
+        if part == "[key]":  # pydantic's marker for a dict key that failed: the key is the part before
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "knowledge"
 
 
-def _map(value: Any, where: str) -> dict[str, Any]:
-    """An object whose keys are ids (sources, drugs), not a fixed field set."""
-    if not isinstance(value, dict):
-        raise KnowledgeError(f"{where}: expected an object, got {type(value).__name__}")
-    return value
+_PLAIN = {
+    "float_type": "expected a number",
+    "string_type": "expected a non-empty string",
+    "string_pattern_mismatch": "expected a non-empty string",
+    "bool_type": "expected true or false",
+    "too_short": "expected a non-empty list",
+    "tuple_type": "expected a list",
+    "frozen_set_type": "expected a list",
+}
 
 
-def _str(value: Any, where: str, *, optional: bool = False) -> str | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise KnowledgeError(f"{where}: expected a non-empty string")
-    return value
+def _sentence(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "literal_error":
+        return f"{error['input']!r} is not one of {(error.get('ctx') or {}).get('expected', '')}"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"expected an object, got {type(error['input']).__name__}"
+    return _PLAIN.get(kind, error["msg"])
 
 
-def _num(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise KnowledgeError(f"{where}: expected a number")
-    return float(value)
+def _messages(error: ValidationError) -> list[str]:
+    """One sentence per entry, naming it; unknown and missing fields of one object are listed together."""
+    fields: dict[tuple[str, str], list[str]] = {}
+    lines: list[str] = []
+    for item in error.errors():
+        kind, loc = item["type"], item["loc"]
+        if kind in ("extra_forbidden", "missing"):
+            group = (_where(loc[:-1]), "unknown" if kind == "extra_forbidden" else "missing")
+            if group not in fields:
+                fields[group] = []
+                lines.append(f"{group[0]}: {group[1]} field(s) ")  # names appended below
+            fields[group].append(repr(loc[-1]))
+            continue
+        lines.append(f"{_where(loc)}: {_sentence(item)}")
+    for (where, what), names in fields.items():
+        head = f"{where}: {what} field(s) "
+        lines[lines.index(head)] = head + ", ".join(names)
+    return lines
 
 
-def _bool(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise KnowledgeError(f"{where}: expected true or false")
-    return value
+def parse_knowledge(data: Any, rule_codes: Collection[str]) -> Knowledge:
+    """Validate the JSON document and build :class:`Knowledge` (raises KnowledgeError).
+
+    ``rule_codes`` are the cards the service can give; the file must describe each, and no other.
+    """
+    sources = data.get("sources") if isinstance(data, dict) else None
+    context = {"sources": list(sources) if isinstance(sources, dict) else None, "rule_codes": tuple(rule_codes)}
+    try:
+        return Knowledge.model_validate(data, context=context)
+    except ValidationError as error:
+        raise KnowledgeError("; ".join(_messages(error))) from None
 
 
-def _drug(value: Any, where: str) -> str:
-    drug = _str(value, where)
-    if drug not in DRUG_IDS:
-        raise KnowledgeError(f"{where}: {drug!r} is not a known drug id")
-    return drug  # type: ignore[return-value]
+def load_knowledge(path: str | Path | None = None, *, rule_codes: Collection[str] | None = None) -> Knowledge:
+    """Read and validate the knowledge file (the packaged one when ``path`` is None).
 
+    ``rule_codes`` defaults to the rule registry's (cds_services.rules.RULE_CODES).
+    """
+    if rule_codes is None:
+        # The registry's rules read this module's types, so it is imported when a file is loaded.
+        from cds_services.rules import RULE_CODES  # noqa: PLC0415 (the registry imports this module)
 
-class _Parser:
-    def __init__(self, sources: Mapping[str, Source]):
-        self.sources = sources
-
-    def source(self, value: Any, where: str) -> str:
-        key = _str(value, f"{where}.source")
-        if key not in self.sources:
-            raise KnowledgeError(f"{where}.source: unknown source key {key!r} (known: {', '.join(self.sources)})")
-        return key  # type: ignore[return-value]
-
-    def threshold(self, key: str, raw: Any, where: str) -> Threshold:
-        o = _obj(raw, where, ("value", "unit", "source", "section"), ("judgment", "note"))
-        return Threshold(
-            key=key,
-            value=_num(o["value"], f"{where}.value"),
-            unit=_str(o["unit"], f"{where}.unit"),  # type: ignore[arg-type]
-            source=self.source(o["source"], where),
-            section=_str(o["section"], f"{where}.section"),  # type: ignore[arg-type]
-            judgment=_bool(o.get("judgment", False), f"{where}.judgment"),
-            note=_str(o.get("note"), f"{where}.note", optional=True),
-        )
-
-    def thresholds(self, raw: Any, where: str, keys: tuple[str, ...]) -> Mapping[str, Threshold]:
-        o = _obj(raw, where, keys)
-        return MappingProxyType({k: self.threshold(k, o[k], f"{where}.{k}") for k in keys})
-
-    def premed(self, raw: Any, where: str) -> PremedDrug:
-        o = _obj(
-            raw,
-            where,
-            ("drug", "display", "source", "section"),
-            ("rxnorm", "dose_mg", "route", "timing", "note", "judgment"),
-        )
-        return PremedDrug(
-            drug=_drug(o["drug"], f"{where}.drug"),
-            display=_str(o["display"], f"{where}.display"),  # type: ignore[arg-type]
-            source=self.source(o["source"], where),
-            section=_str(o["section"], f"{where}.section"),  # type: ignore[arg-type]
-            rxnorm=_str(o.get("rxnorm"), f"{where}.rxnorm", optional=True),
-            dose_mg=_num(o["dose_mg"], f"{where}.dose_mg") if "dose_mg" in o else None,
-            route=_str(o.get("route"), f"{where}.route", optional=True),
-            timing=_str(o.get("timing"), f"{where}.timing", optional=True),
-            note=_str(o.get("note"), f"{where}.note", optional=True),
-            judgment=_bool(o.get("judgment", False), f"{where}.judgment"),
-        )
-
-
-def _drug_list(raw: Any, where: str) -> frozenset[str]:
-    if not isinstance(raw, list) or not raw:
-        raise KnowledgeError(f"{where}: expected a non-empty list of drug ids")
-    return frozenset(_drug(d, f"{where}[{i}]") for i, d in enumerate(raw))
-
-
-def parse_knowledge(data: Any) -> Knowledge:
-    """Validate the JSON document and build :class:`Knowledge` (raises KnowledgeError)."""
-    top = _obj(
-        data,
-        "knowledge",
-        (
-            "version",
-            "code_system",
-            "sources",
-            "rules",
-            "thresholds",
-            "freshness_days",
-            "uln_defaults",
-            "hepatic_bands",
-            "hepatic_beyond",
-            "combination_partner",
-            "interactions",
-            "premedication",
-            "hypersensitivity",
-        ),
-    )
-    version = _str(top["version"], "version")
-    code_system = _str(top["code_system"], "code_system")
-    if code_system != CODE_SYSTEM:
-        raise KnowledgeError(f"code_system: must be {CODE_SYSTEM!r} (cards' source.topic system), got {code_system!r}")
-
-    sources: dict[str, Source] = {}
-    for key, raw in _map(top["sources"], "sources").items():
-        where = f"sources.{key}"
-        o = _obj(raw, where, ("label", "url"), ("note",))
-        sources[key] = Source(
-            key=key,
-            label=_str(o["label"], f"{where}.label"),  # type: ignore[arg-type]
-            url=_str(o["url"], f"{where}.url", optional=True),
-            note=_str(o.get("note"), f"{where}.note", optional=True),
-        )
-    if not sources:
-        raise KnowledgeError("sources: at least one source is required")
-    p = _Parser(MappingProxyType(sources))
-
-    raw_rules = _obj(top["rules"], "rules", RULE_CODES)
-    rules = {}
-    for code in RULE_CODES:
-        where = f"rules.{code}"
-        o = _obj(raw_rules[code], where, ("display", "source", "section"))
-        rules[code] = RuleInfo(
-            code=code,
-            display=_str(o["display"], f"{where}.display"),  # type: ignore[arg-type]
-            source=p.source(o["source"], where),
-            section=_str(o["section"], f"{where}.section"),  # type: ignore[arg-type]
-        )
-
-    thresholds = p.thresholds(top["thresholds"], "thresholds", THRESHOLD_KEYS)
-    freshness = p.thresholds(top["freshness_days"], "freshness_days", FRESHNESS_KEYS)
-    uln_defaults = p.thresholds(top["uln_defaults"], "uln_defaults", ULN_KEYS)
-
-    if not isinstance(top["hepatic_bands"], list) or not top["hepatic_bands"]:
-        raise KnowledgeError("hepatic_bands: expected a non-empty list")
-    bands = []
-    for i, raw in enumerate(top["hepatic_bands"]):
-        where = f"hepatic_bands[{i}]"
-        o = _obj(
-            raw,
-            where,
-            ("transaminase_max_x_uln", "bilirubin_max_x_uln", "dose_mg_per_m2", "dose_text", "source", "section"),
-        )
-        bands.append(
-            HepaticBand(
-                transaminase_max_x_uln=_num(o["transaminase_max_x_uln"], f"{where}.transaminase_max_x_uln"),
-                bilirubin_max_x_uln=_num(o["bilirubin_max_x_uln"], f"{where}.bilirubin_max_x_uln"),
-                dose_mg_per_m2=_num(o["dose_mg_per_m2"], f"{where}.dose_mg_per_m2"),
-                dose_text=_str(o["dose_text"], f"{where}.dose_text"),  # type: ignore[arg-type]
-                source=p.source(o["source"], where),
-                section=_str(o["section"], f"{where}.section"),  # type: ignore[arg-type]
-            )
-        )
-    for a, b in zip(bands, bands[1:]):
-        if b.transaminase_max_x_uln < a.transaminase_max_x_uln or b.bilirubin_max_x_uln < a.bilirubin_max_x_uln:
-            raise KnowledgeError("hepatic_bands: rows must be ordered from the mildest to the most severe")
-
-    o = _obj(top["hepatic_beyond"], "hepatic_beyond", ("dose_text", "source", "section"))
-    hepatic_beyond = Citation(
-        key="beyond",
-        source=p.source(o["source"], "hepatic_beyond"),
-        section=_str(o["section"], "hepatic_beyond.section"),  # type: ignore[arg-type]
-        dose_text=_str(o["dose_text"], "hepatic_beyond.dose_text"),
-    )
-
-    partners = {}
-    for drug, raw in _map(top["combination_partner"], "combination_partner").items():
-        where = f"combination_partner.{drug}"
-        _drug(drug, where)
-        o = _obj(raw, where, ("source", "section"), ("note",))
-        partners[drug] = Citation(
-            key=drug,
-            source=p.source(o["source"], where),
-            section=_str(o["section"], f"{where}.section"),  # type: ignore[arg-type]
-            note=_str(o.get("note"), f"{where}.note", optional=True),
-        )
-
-    interactions = {}
-    for drug, raw in _map(top["interactions"], "interactions").items():
-        where = f"interactions.{drug}"
-        _drug(drug, where)
-        o = _obj(raw, where, ("class", "source", "section"), ("note",))
-        cls = _str(o["class"], f"{where}.class")
-        if cls not in INTERACTION_CLASSES:
-            raise KnowledgeError(f"{where}.class: {cls!r} is not one of {', '.join(INTERACTION_CLASSES)}")
-        interactions[drug] = Interaction(
-            drug=drug,
-            cls=cls,  # type: ignore[arg-type]
-            source=p.source(o["source"], where),
-            section=_str(o["section"], f"{where}.section"),  # type: ignore[arg-type]
-            note=_str(o.get("note"), f"{where}.note", optional=True),
-        )
-
-    o = _obj(
-        top["premedication"],
-        "premedication",
-        ("h1", "h2", "never_suggest", "suggest_h1", "suggest_h2", "corticosteroid"),
-    )
-    premedication = Premedication(
-        h1=_drug_list(o["h1"], "premedication.h1"),
-        h2=_drug_list(o["h2"], "premedication.h2"),
-        never_suggest=_drug_list(o["never_suggest"], "premedication.never_suggest"),
-        suggest_h1=p.premed(o["suggest_h1"], "premedication.suggest_h1"),
-        suggest_h2=p.premed(o["suggest_h2"], "premedication.suggest_h2"),
-        corticosteroid=p.premed(o["corticosteroid"], "premedication.corticosteroid"),
-    )
-    for name, drug, group in (
-        ("suggest_h1", premedication.suggest_h1, premedication.h1),
-        ("suggest_h2", premedication.suggest_h2, premedication.h2),
-    ):
-        if drug.drug not in group:
-            raise KnowledgeError(f"premedication.{name}: {drug.drug!r} is not in its antagonist list")
-        if drug.drug in premedication.never_suggest:
-            raise KnowledgeError(f"premedication.{name}: {drug.drug!r} is listed in never_suggest")
-        if not drug.rxnorm or drug.dose_mg is None or not drug.route:
-            raise KnowledgeError(f"premedication.{name}: rxnorm, dose_mg and route are required for a suggestion")
-
-    steroid = premedication.corticosteroid
-    if not steroid.rxnorm or steroid.dose_mg is None or not steroid.route:
-        raise KnowledgeError("premedication.corticosteroid: rxnorm, dose_mg and route are required for a suggestion")
-
-    hypersensitivity = {}
-    for drug, raw in _map(top["hypersensitivity"], "hypersensitivity").items():
-        where = f"hypersensitivity.{drug}"
-        _drug(drug, where)
-        o = _obj(raw, where, ("severe", "unknown", "not_severe", "source", "section", "note"), ("judgment",))
-        levels = {}
-        for level in ("severe", "unknown", "not_severe"):
-            indicator = _str(o[level], f"{where}.{level}")
-            if indicator not in INDICATORS:
-                raise KnowledgeError(f"{where}.{level}: {indicator!r} is not one of {', '.join(INDICATORS)}")
-            levels[level] = indicator
-        hypersensitivity[drug] = Hypersensitivity(
-            key=drug,
-            source=p.source(o["source"], where),
-            section=_str(o["section"], f"{where}.section"),  # type: ignore[arg-type]
-            note=_str(o["note"], f"{where}.note"),  # type: ignore[arg-type]
-            judgment=_bool(o.get("judgment", False), f"{where}.judgment"),
-            **levels,
-        )
-
-    return Knowledge(
-        version=version,  # type: ignore[arg-type]
-        code_system=code_system,  # type: ignore[arg-type]
-        sources=MappingProxyType(sources),
-        rules=MappingProxyType(rules),
-        thresholds=thresholds,
-        freshness=freshness,
-        uln_defaults=uln_defaults,
-        hepatic_bands=tuple(bands),
-        hepatic_beyond=hepatic_beyond,
-        combination_partners=MappingProxyType(partners),
-        interactions=MappingProxyType(interactions),
-        premedication=premedication,
-        hypersensitivity=MappingProxyType(hypersensitivity),
-    )
-
-
-def load_knowledge(path: str | Path | None = None) -> Knowledge:
-    """Read and validate the knowledge file (the packaged one when ``path`` is None)."""
+        rule_codes = RULE_CODES
     file = Path(path) if path else DEFAULT_PATH
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
@@ -542,6 +401,6 @@ def load_knowledge(path: str | Path | None = None) -> Knowledge:
     except json.JSONDecodeError as exc:
         raise KnowledgeError(f"{file}: not valid JSON: {exc}") from exc
     try:
-        return parse_knowledge(data)
+        return parse_knowledge(data, rule_codes)
     except KnowledgeError as exc:
         raise KnowledgeError(f"{file.name}: {exc}") from None

@@ -9,7 +9,7 @@ must never be read as "safe".
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge
@@ -17,21 +17,22 @@ from fhir_mappings.facts import PatientFacts
 
 from .assess import ixabepilone_regimen
 from .blood_counts import neutrophils_low, platelets_low
-from .common import LAB_NAMES, Rule, clip, day, escape_md, make, unavailable
+from .common import LAB_NAMES, UNAVAILABLE, Draft, Rule, day, escape_md, make, unavailable
 from .dose import dose_check
 from .hepatic import hepatic_combination, hepatic_impairment_condition, hepatic_monotherapy
 from .hypersensitivity import hypersensitivity
 from .interactions import cyp3a4_other, cyp3a4_strong_inducer, cyp3a4_strong_inhibitor
 from .labs_missing import labs_missing
+from .neuropathy import neuropathy_risk
 from .premedication import premedication_missing
-from .recent_events import live_vaccine, neuropathy_risk, radiation_recall
+from .radiation import radiation_recall
 from .reproductive import breastfeeding, pregnancy
+from .vaccines import live_vaccine
 
-__all__ = ["RULES", "evaluate"]
+__all__ = ["RULES", "RULE_CODES", "UNAVAILABLE", "evaluate"]
 
 log = logging.getLogger(__name__)
 
-UNAVAILABLE = "check-unavailable"
 SEVERITY = {"critical": 0, "warning": 1, "info": 2}
 
 # The registry. evaluate() reads it at call time, so tests can add a rule.
@@ -63,23 +64,32 @@ REGIMEN_RULES: list[Rule] = [
     live_vaccine,
 ]
 
+# Every card code the service can answer with: the registry's, and the engine's own. The knowledge
+# file must describe exactly these (check_knowledge, at start).
+RULE_CODES: frozenset[str] = frozenset(r.code for r in RULES) | {UNAVAILABLE}
+
+
+def _codes(*checks: Rule) -> tuple[str, ...]:
+    return tuple(r.code for r in checks)
+
+
 # Which checks read which kind of record data (facts.DATA_KINDS, one prefetch key each): when a
 # kind cannot be had, the check-unavailable card names the checks that went without it.
 CHECKS_BY_DATA: dict[str, tuple[str, ...]] = {
-    "patient": ("hepatic-combination", "hepatic-monotherapy"),  # age/sex-specific reference ranges
-    "medicationRequests": ("cyp3a4-strong-inhibitor", "cyp3a4-strong-inducer", "cyp3a4-other",
-                           "hepatic-combination", "premedication-missing", "live-vaccine"),
-    "medicationStatements": ("cyp3a4-strong-inhibitor", "cyp3a4-strong-inducer", "cyp3a4-other",
-                             "hepatic-combination", "premedication-missing"),
-    "labs": ("neutrophils-low", "platelets-low", "hepatic-combination", "hepatic-monotherapy",
-             "hepatic-impairment-condition", "labs-missing"),
-    "vitals": ("dose-check", "neutrophils-low"),  # BSA; fever
-    "reproductive": ("pregnancy", "breastfeeding"),
-    "conditions": ("pregnancy", "breastfeeding", "hepatic-monotherapy", "hepatic-impairment-condition",
-                   "neuropathy-risk"),
-    "allergies": ("hypersensitivity",),
-    "procedures": ("radiation-recall",),
-    "immunizations": ("live-vaccine",),
+    "patient": _codes(hepatic_combination, hepatic_monotherapy),  # age/sex-specific reference ranges
+    "medicationRequests": _codes(cyp3a4_strong_inhibitor, cyp3a4_strong_inducer, cyp3a4_other,
+                                 hepatic_combination, premedication_missing, live_vaccine),
+    "medicationStatements": _codes(cyp3a4_strong_inhibitor, cyp3a4_strong_inducer, cyp3a4_other,
+                                   hepatic_combination, premedication_missing),
+    "labs": _codes(neutrophils_low, platelets_low, hepatic_combination, hepatic_monotherapy,
+                   hepatic_impairment_condition, labs_missing),
+    "vitals": _codes(dose_check, neutrophils_low),  # BSA; fever
+    "reproductive": _codes(pregnancy, breastfeeding),
+    "conditions": _codes(pregnancy, breastfeeding, hepatic_monotherapy, hepatic_impairment_condition,
+                         neuropathy_risk),
+    "allergies": _codes(hypersensitivity),
+    "procedures": _codes(radiation_recall),
+    "immunizations": _codes(live_vaccine),
 }
 
 
@@ -91,13 +101,15 @@ def _data_problems(facts: PatientFacts, kb: Knowledge, ran: frozenset[str], labs
             continue
         checks = ", ".join(kb.rule_display(code) for code in weakened)
         yield unavailable(kb, f"{kind} not read",
-                          f"prefetch.{kind} could not be had ({escape_md(why)}); checks that went without it: {checks}.")
+                          f"prefetch.{kind} could not be had ({escape_md(why)}); "
+                          f"checks that went without it: {checks}.")
     for key, lab in (facts.labs.items() if labs else ()):
         name = LAB_NAMES.get(key, key)
         if lab.value is None:
             where = f" ({escape_md(lab.ref)})" if lab.ref else ""
             raw = f" recorded as '{escape_md(lab.raw)}'" if lab.raw and not lab.raw.startswith("(") else ""
-            yield unavailable(kb, f"{name} unusable", f"latest {name}{where}{raw}: {escape_md(lab.problem or 'no value')}")
+            yield unavailable(kb, f"{name} unusable",
+                              f"latest {name}{where}{raw}: {escape_md(lab.problem or 'no value')}")
         elif (newer := lab.newer_unusable) is not None:
             where = f" ({escape_md(newer.ref)})" if newer.ref else ""
             yield unavailable(
@@ -120,7 +132,7 @@ def _merge_unavailable(items: list[Finding], kb: Knowledge) -> Finding:
             *(f.detail for f in items),
         ]
     )
-    return make(kb, UNAVAILABLE, "info", clip(summary), detail)
+    return make(kb, UNAVAILABLE, Draft("info", summary, detail))
 
 
 def unreadable_order(problems: Iterable[str], kb: Knowledge) -> list[Finding]:

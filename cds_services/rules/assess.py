@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cds_services.knowledge import HepaticBand, Interaction, Knowledge
+from fhir_mappings.drugs import IXABEPILONE
 from fhir_mappings.facts import DrugUse, LabValue, PatientFacts
 
-from .common import IXABEPILONE, drug_uses, has_capecitabine, is_above, num, usable
+from .common import drug_uses, has_capecitabine, is_above, num, usable
 
 LIVER = ("ast", "alt", "bilirubin")
-PREMED_STEROID = "dexamethasone"
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,8 @@ def grade(facts: PatientFacts, kb: Knowledge) -> HepaticGrade:
     counted = [k for k in LIVER if k in values and not (k == "bilirubin" and gilbert)]
     band_index: int | None = None
     unsettled: tuple[str, ...] = ()
-    for i, band in enumerate(kb.hepatic_bands):  # [L §2.4 Table], mildest row first
-        limits = {k: band.bilirubin_max_x_uln if k == "bilirubin" else band.transaminase_max_x_uln for k in counted}
+    for i, row in enumerate(kb.hepatic_bands):  # [L §2.4 Table], mildest row first
+        limits = {k: row.bilirubin_max_x_uln if k == "bilirubin" else row.transaminase_max_x_uln for k in counted}
         holds = _all([values[k].at_most(limits[k]) for k in counted])
         if holds is None:  # a bound leaves this row open: the grade is not known
             unsettled = tuple(k for k in counted if values[k].at_most(limits[k]) is None)
@@ -166,7 +166,7 @@ def stop_date(facts: PatientFacts, use: DrugUse) -> tuple[datetime | None, str]:
     return None, "no date recorded"
 
 
-def recently_stopped(facts: PatientFacts, kb: Knowledge, drugs: frozenset[str], days: float) -> list[DrugUse]:
+def recently_stopped(facts: PatientFacts, drugs: frozenset[str], days: float) -> list[DrugUse]:
     """Stopped or completed systemic courses of ``drugs`` whose stop date lies within ``days`` of now."""
     if not facts.orders:
         return []  # a patient already on ixabepilone: only the order being written is weighed
@@ -188,7 +188,7 @@ def strong_inhibitor_uses(facts: PatientFacts, kb: Knowledge) -> Matches:
     """
     inhibitors = kb.drugs_of_class("strong-inhibitor")
     washout = kb.value("inhibitor-washout")  # [L §7] about 1 week
-    return matches_of(interacting_uses(facts) + recently_stopped(facts, kb, inhibitors, washout), inhibitors, kb)
+    return matches_of(interacting_uses(facts) + recently_stopped(facts, inhibitors, washout), inhibitors, kb)
 
 
 def ixabepilone_regimen(facts: PatientFacts, kb: Knowledge) -> list[DrugUse]:
@@ -209,7 +209,7 @@ def chronic_inducers(facts: PatientFacts, kb: Knowledge) -> tuple[Matches, list[
         hit = use.drugs & inducers
         if not hit:
             continue
-        if use.origin == "draft" and hit == frozenset({PREMED_STEROID}):
+        if use.origin == "draft" and hit == {kb.premedication.corticosteroid.drug}:
             premeds.append(use)  # a single premedication dose is not chronic induction [L §7]
         else:
             counted.append(use)
@@ -234,7 +234,6 @@ def adjusted_dose(facts: PatientFacts, kb: Knowledge) -> tuple[float, list[str]]
             reasons.append(f"hepatic impairment: {g.band.dose_text} [L §2.4]")
     if strong_inhibitor_uses(facts, kb):
         inhibitor = kb.value("strong-inhibitor-dose")  # [L §7] 20 mg/m2
-        if inhibitor < dose:
-            dose = inhibitor
+        dose = min(dose, inhibitor)
         reasons.append(f"strong CYP3A4 inhibitor: {num(inhibitor)} mg/m2 [L §7]")
     return dose, reasons

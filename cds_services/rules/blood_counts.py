@@ -6,13 +6,14 @@ value is outside the CBC window (labs-missing reports the window separately).
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import LabValue, PatientFacts
 
 from .common import (
+    Draft,
     age_days,
     at_least,
     below,
@@ -21,7 +22,6 @@ from .common import (
     judged,
     lab_status,
     lab_text,
-    make,
     num,
     rule,
     shown,
@@ -65,7 +65,7 @@ def _summary_value(name: str, lab: LabValue, limit: float) -> str:
 
 
 @rule("neutrophils-low")
-def neutrophils_low(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def neutrophils_low(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     """ANC < 1,500 [L §4]; a WBC < 1,500 also proves ANC < 1,500 (WBC ≥ ANC) [S]."""
     anc_min = kb.thresholds["anc-min"]  # [L §4] 1,500 cells/mm3
     wbc_min = kb.thresholds["wbc-min"]  # [S] 1,500 cells/mm3
@@ -108,11 +108,11 @@ def neutrophils_low(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
         "",
         "**What to do:** hold the ixabepilone order and repeat the CBC; treat only once ANC ≥ 1,500 cells/mm3.",
     ]
-    yield make(kb, "neutrophils-low", "critical", summary, "\n".join(lines), suggestions=delete_orders(facts))
+    yield Draft("critical", summary, "\n".join(lines), suggestions=delete_orders(facts))
 
 
 @rule("platelets-low")
-def platelets_low(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def platelets_low(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     """Platelets < 100,000 cells/mm3 [L §4]."""
     limit = kb.thresholds["platelets-min"]  # [L §4] 100,000 cells/mm3
     lab, low = _low(facts, "platelets", limit.value)
@@ -134,4 +134,4 @@ def platelets_low(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
         "**What to do:** hold the ixabepilone order and repeat the CBC; platelets < 25,000/mm3 "
         "(or < 50,000 with bleeding) call for a 20% dose reduction in later cycles [L §2.2].",
     ]
-    yield make(kb, "platelets-low", "critical", summary, "\n".join(lines), suggestions=delete_orders(facts))
+    yield Draft("critical", summary, "\n".join(lines), suggestions=delete_orders(facts))

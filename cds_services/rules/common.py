@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
-from cds_services.findings import Action, Finding, Suggestion
+from cds_services.cards import clip
+from cds_services.findings import Action, Finding, Indicator, Suggestion
 from cds_services.knowledge import Knowledge, Threshold
-from fhir_mappings.facts import DrugUse, LabValue, PatientFacts
+from fhir_mappings.codes import SNOMED, UCUM
+from fhir_mappings.drugs import IXABEPILONE
+from fhir_mappings.facts import DrugUse, Evidence, LabValue, PatientFacts
 
-SUMMARY_LIMIT = 140  # CDS Hooks: summary "<140 characters"
-UCUM = "http://unitsofmeasure.org"
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-SNOMED = "http://snomed.info/sct"
-IXABEPILONE = "ixabepilone"
+UNAVAILABLE = "check-unavailable"  # the engine's own card: checks that could not run or read their data
 
 OVERRIDE_REASONS: tuple[tuple[str, str], ...] = (
     ("benefit-outweighs-risk", "Benefit outweighs risk"),
@@ -38,17 +39,56 @@ LAB_NAMES = {
     "temperature": "Temperature",
 }
 
-Rule = Callable[[PatientFacts, Knowledge], Iterable[Finding]]
+@dataclass(frozen=True)
+class Draft:
+    """What a rule concludes, before :func:`rule` stamps the rule's code on it.
+
+    ``source`` and ``section`` default to the rule's own citation in the
+    knowledge file; a rule that cites a narrower entry (a hypersensitivity
+    substance, the hepatic table's last row) names it here.
+    """
+
+    indicator: Indicator
+    summary: str
+    detail: str
+    source: str | None = None
+    section: str | None = None
+    suggestions: tuple[Suggestion, ...] = ()
+    selection_behavior: str = "at-most-one"
 
 
-def rule(code: str) -> Callable[[Rule], Rule]:
-    """Tag a rule function with its public code (used when it fails)."""
+RuleBody = Callable[[PatientFacts, Knowledge], Iterable[Draft | Finding]]
 
-    def tag(fn: Rule) -> Rule:
-        fn.code = code  # type: ignore[attr-defined]
-        return fn
 
-    return tag
+@dataclass(frozen=True)
+class Rule:
+    """A registered rule: ``(facts, kb) -> findings``, known by its public ``code``.
+
+    The code is written once, in the ``@rule("...")`` decorator: every
+    :class:`Draft` the body yields becomes a :class:`Finding` with it (and with
+    the rule's citation from the knowledge file). A body may also yield a
+    ready Finding, such as a check-unavailable item from :func:`unavailable`.
+    """
+
+    code: str
+    body: RuleBody
+
+    def __call__(self, facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+        for item in self.body(facts, kb):
+            yield item if isinstance(item, Finding) else make(kb, self.code, item)
+
+    @property
+    def __name__(self) -> str:
+        return self.body.__name__
+
+
+def rule(code: str) -> Callable[[RuleBody], Rule]:
+    """Register a rule body under its public code (the cards' source.topic.code)."""
+
+    def register(body: RuleBody) -> Rule:
+        return Rule(code, body)
+
+    return register
 
 
 # ----------------------------------------------------------------- formatting
@@ -67,11 +107,6 @@ def num(value: float, places: int = 2) -> str:
     """Up to ``places`` decimals without trailing zeros: 2.50 -> "2.5", 40.0 -> "40"."""
     text = f"{value:,.{places}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def clip(summary: str) -> str:
-    """Guarantee the spec's length limit even for long drug lists."""
-    return summary if len(summary) < SUMMARY_LIMIT else summary[: SUMMARY_LIMIT - 2].rstrip(" ,;:") + "…"
 
 
 def names(items: Iterable[str], limit: int = 3) -> str:
@@ -229,7 +264,8 @@ def lab_text(facts: PatientFacts, lab: LabValue, *, whole: bool = False) -> str:
     assert lab.value is not None
     value = shown(lab, whole=whole)
     ref = f", {escape_md(lab.ref)}" if lab.ref else ""
-    plain = {f"{value} {lab.unit}", f"{value.replace(',', '')} {lab.unit}", f"{lab.comparator or ''}{lab.value:g} {lab.unit}"}
+    plain = {f"{value} {lab.unit}", f"{value.replace(',', '')} {lab.unit}",
+             f"{lab.comparator or ''}{lab.value:g} {lab.unit}"}
     raw = f"; recorded as {escape_md(lab.raw)}" if lab.raw and lab.raw.strip() not in plain else ""
     extra = "".join(f"; {n}" for n in (lab.note, newer_unusable_text(lab)) if n)
     return (f"{LAB_NAMES.get(lab.analyte, lab.analyte)}{lab_status(lab)} {value} {lab.unit} on {day(lab.effective)} "
@@ -305,29 +341,20 @@ def has_capecitabine(facts: PatientFacts, kb: Knowledge) -> list[DrugUse]:
 # ----------------------------------------------------------------- findings and suggestions
 
 
-def make(
-    kb: Knowledge,
-    code: str,
-    indicator: str,
-    summary: str,
-    detail: str,
-    *,
-    source: str | None = None,
-    section: str | None = None,
-    suggestions: tuple[Suggestion, ...] = (),
-    selection_behavior: str = "at-most-one",
-) -> Finding:
+def make(kb: Knowledge, code: str, draft: Draft) -> Finding:
+    """The finding of rule ``code``: its citation unless the draft names another, its summary within
+    the spec's limit, override reasons on every card that asks the clinician to act."""
     info = kb.rule(code)
     return Finding(
         rule=code,
-        indicator=indicator,
-        summary=clip(summary),
-        detail=detail,
-        source=source or info.source,
-        section=section or info.section,
-        suggestions=suggestions,
-        selection_behavior=selection_behavior,
-        override_reasons=OVERRIDE_REASONS if indicator in ("warning", "critical") else (),
+        indicator=draft.indicator,
+        summary=clip(draft.summary),
+        detail=draft.detail,
+        source=draft.source or info.source,
+        section=draft.section or info.section,
+        suggestions=draft.suggestions,
+        selection_behavior=draft.selection_behavior,
+        override_reasons=OVERRIDE_REASONS if draft.indicator in ("warning", "critical") else (),
     )
 
 
@@ -335,7 +362,7 @@ def unavailable(kb: Knowledge, short: str, why: str) -> Finding:
     """One item for the merged check-unavailable card (see rules.evaluate).
 
     ``why`` is Markdown: pass request text through :func:`escape_md`."""
-    return make(kb, "check-unavailable", "info", short, f"- **{short}**: {why}")
+    return make(kb, UNAVAILABLE, Draft("info", short, f"- **{short}**: {why}"))
 
 
 def delete_orders(facts: PatientFacts) -> tuple[Suggestion, ...]:
@@ -363,7 +390,9 @@ def ordered_mg_per_m2(order: DrugUse, bsa: float | None) -> float | None:
 # The label's schedule [L §2]: "40 mg/m2 administered intravenously over 3 hours every
 # 3 weeks". A reduced dose keeps that schedule.
 INTRAVENOUS_ROUTE = {"system": SNOMED, "code": "47625008", "display": "Intravenous route"}
-EVERY_3_WEEKS_OVER_3_HOURS = {"repeat": {"frequency": 1, "period": 3, "periodUnit": "wk", "duration": 3, "durationUnit": "h"}}
+EVERY_3_WEEKS_OVER_3_HOURS = {
+    "repeat": {"frequency": 1, "period": 3, "periodUnit": "wk", "duration": 3, "durationUnit": "h"},
+}
 
 
 def with_dose(resource: Mapping[str, Any], mg_per_m2: float, reason: str) -> dict[str, Any]:
@@ -390,7 +419,8 @@ def with_dose(resource: Mapping[str, Any], mg_per_m2: float, reason: str) -> dic
     return out
 
 
-def reduce_orders(facts: PatientFacts, mg_per_m2: float, reason: str, bsa: float | None = None) -> tuple[Suggestion, ...]:
+def reduce_orders(facts: PatientFacts, mg_per_m2: float, reason: str,
+                  bsa: float | None = None) -> tuple[Suggestion, ...]:
     """Replace each ixabepilone draft whose dose is above ``mg_per_m2`` (needs the order's JSON)."""
     actions = []
     for order in facts.orders:
@@ -408,8 +438,34 @@ def reduce_orders(facts: PatientFacts, mg_per_m2: float, reason: str, bsa: float
         )
     if not actions:
         return ()
-    return (Suggestion(label=f"Reduce ixabepilone to {num(mg_per_m2)} mg/m2", actions=tuple(actions), is_recommended=True),)
+    label = f"Reduce ixabepilone to {num(mg_per_m2)} mg/m2"
+    return (Suggestion(label=label, actions=tuple(actions), is_recommended=True),)
 
 
 def since(facts: PatientFacts, days: float) -> datetime:
     return facts.now - timedelta(days=days)
+
+
+# ----------------------------------------------------------------- evidence
+
+
+def recent_evidence(facts: PatientFacts, items: tuple[Evidence, ...], days: float) -> list[Evidence]:
+    """The events of the last ``days``, and every undated one: it could be recent, and silence would read as none."""
+    start = since(facts, days)
+    return [e for e in items if e.date is None or e.date >= start]
+
+
+def newest(items: Iterable[Evidence]) -> Evidence | None:
+    """The most recent dated record (the first of equals), or None when none is dated."""
+    dated = [(e.date, e) for e in items if e.date is not None]
+    return max(dated, key=lambda pair: pair[0])[1] if dated else None
+
+
+def evidence_line(facts: PatientFacts, e: Evidence) -> str:
+    """"- **Radiotherapy**, 2026-11-01 (20 d ago), code 108290001, Procedure/p1"."""
+    parts = [f"**{escape_md(e.label)}**", f"{day(e.date)} ({ago(facts, e.date)})" if e.date else "date unknown"]
+    if e.code:
+        parts.append(f"code {escape_md(e.code)}")
+    if e.ref:
+        parts.append(escape_md(e.ref))
+    return "- " + ", ".join(parts)

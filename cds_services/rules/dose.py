@@ -11,16 +11,15 @@ verify" at order-sign, never silence.
 from __future__ import annotations
 
 import math
-from typing import Iterator
-
-from cds_services.findings import Finding
-from cds_services.knowledge import Knowledge
-from fhir_mappings.facts import Dose, DrugUse, PatientFacts
+from collections.abc import Iterator
 
 from cds_services.catalog import ORDER_SELECT
+from cds_services.findings import Finding
+from cds_services.knowledge import Knowledge
+from fhir_mappings.facts import Dose, DrugUse, LabValue, PatientFacts
 
 from .assess import adjusted_dose
-from .common import age_days, day, escape_md, is_fresh, make, num, rule, usable
+from .common import Draft, age_days, day, escape_md, is_fresh, num, rule
 
 
 def mosteller(height_cm: float, weight_kg: float) -> float:
@@ -31,6 +30,7 @@ def mosteller(height_cm: float, weight_kg: float) -> float:
 def bsa_for(facts: PatientFacts, kb: Knowledge) -> tuple[float | None, float | None, str]:
     """(capped BSA, uncapped BSA, how it was found or why not)."""
     problems = []
+    measured: dict[str, tuple[float, LabValue]] = {}  # key -> (value, the lab it came from)
     if not facts.known("vitals"):
         return None, None, f"height and weight could not be read ({facts.unavailable['vitals']})"
     for key in ("height", "weight"):
@@ -46,15 +46,17 @@ def bsa_for(facts: PatientFacts, kb: Knowledge) -> tuple[float | None, float | N
             age = age_days(facts, lab.effective)
             old = f"{int(age)} days old" if age is not None else "undated"
             problems.append(f"{key} {old} (window {num(window.value)} d)")
+        else:
+            measured[key] = (lab.value, lab)
     if problems:
         return None, None, "; ".join(problems)
-    height, weight = usable(facts.labs["height"]), usable(facts.labs["weight"])
-    raw = mosteller(height.value, weight.value)  # type: ignore[union-attr, arg-type]
+    (height, height_lab), (weight, weight_lab) = measured["height"], measured["weight"]
+    raw = mosteller(height, weight)
     cap = kb.value("bsa-cap")  # [L §2] 2.2 m2
     bsa = min(raw, cap)
     how = (
-        f"BSA {num(raw)} m2 (Mosteller; height {num(height.value, 1)} cm on {day(height.effective)}, "  # type: ignore[union-attr]
-        f"weight {num(weight.value, 1)} kg on {day(weight.effective)})"  # type: ignore[union-attr]
+        f"BSA {num(raw)} m2 (Mosteller; height {num(height, 1)} cm on {day(height_lab.effective)}, "
+        f"weight {num(weight, 1)} kg on {day(weight_lab.effective)})"
     )
     if raw > cap:
         how += f", counted as {num(cap)} m2 (label cap)"
@@ -67,7 +69,7 @@ def _kind(dose: Dose) -> str:
 
 
 @rule("dose-check")
-def dose_check(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def dose_check(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     """Every dose the order carries, ordered and calculated alike; the highest against the label dose.
 
     At order-select the clinician is still writing the order (the sandbox
@@ -88,12 +90,6 @@ def dose_check(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
             continue
         checked: list[tuple[float, Dose, str, str]] = []  # (times the label dose, dose, short, long)
         for dose in doses:
-            if dose.mg is None and dose.mg_per_m2 is None:
-                raw = f" '{escape_md(dose.raw)}'" if dose.raw else ""
-                unknown.append((order, "dose unreadable",
-                                f"{escape_md(order.display)}: dose{raw}{_kind(dose) if dose.kind else ''} cannot be read "
-                                f"({escape_md(dose.problem or 'no dose')})"))
-                continue
             if dose.mg_per_m2 is not None:
                 limit = round(target * (1 + tolerance.value), 6)
                 checked.append((
@@ -103,17 +99,24 @@ def dose_check(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
                     f"{num(target)} mg/m2, flagged above {num(limit)} mg/m2",
                 ))
                 continue
+            mg = dose.mg
+            if mg is None:  # neither mg nor mg/m2: the dose could not be read
+                raw = f" '{escape_md(dose.raw)}'" if dose.raw else ""
+                unknown.append((order, "dose unreadable",
+                                f"{escape_md(order.display)}: dose{raw}{_kind(dose) if dose.kind else ''} "
+                                f"cannot be read ({escape_md(dose.problem or 'no dose')})"))
+                continue
             if bsa is None:
-                unknown.append((order, bsa_text, f"{escape_md(order.display)}: {num(dose.mg)} mg{_kind(dose)}, "  # type: ignore[arg-type]
+                unknown.append((order, bsa_text, f"{escape_md(order.display)}: {num(mg)} mg{_kind(dose)}, "
                                                  f"cannot compute BSA: {escape_md(bsa_text)}"))
                 continue
             expected = target * bsa
             limit = round(expected * (1 + tolerance.value), 6)
             checked.append((
-                dose.mg / expected, dose,  # type: ignore[operator]
-                f"{num(dose.mg, 1)} mg > {num(expected, 1)} mg ({num(target)} mg/m2 x {num(bsa)} m2) by "  # type: ignore[arg-type]
-                f"{(dose.mg / expected - 1) * 100:.0f}%",  # type: ignore[operator]
-                f"{escape_md(order.display)}: **{num(dose.mg, 1)} mg**{_kind(dose)}; label dose {num(target)} mg/m2 x "  # type: ignore[arg-type]
+                mg / expected, dose,
+                f"{num(mg, 1)} mg > {num(expected, 1)} mg ({num(target)} mg/m2 x {num(bsa)} m2) by "
+                f"{(mg / expected - 1) * 100:.0f}%",
+                f"{escape_md(order.display)}: **{num(mg, 1)} mg**{_kind(dose)}; label dose {num(target)} mg/m2 x "
                 f"{num(bsa)} m2 = {num(expected, 1)} mg, flagged above {num(limit, 1)} mg; {escape_md(bsa_text)}",
             ))
         if not checked:
@@ -145,4 +148,4 @@ def dose_check(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
         "",
         "**What to do:** recalculate the dose, or record why this dose is intended.",
     ]
-    yield make(kb, "dose-check", "warning", summary, "\n".join(lines))
+    yield Draft("warning", summary, "\n".join(lines))

@@ -9,7 +9,7 @@ never dismissed) and the card says when they are outside the window.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge
@@ -18,13 +18,13 @@ from fhir_mappings.facts import PatientFacts
 from .assess import LIVER, LiverValue, adjusted_dose, grade, liver_values
 from .common import (
     LAB_NAMES,
+    Draft,
     delete_orders,
     escape_md,
     has_capecitabine,
     is_fresh,
     lab_status,
     lab_text,
-    make,
     num,
     reduce_orders,
     rule,
@@ -33,6 +33,7 @@ from .common import (
     use_line,
     window,
 )
+
 
 def _value_line(facts: PatientFacts, kb: Knowledge, v: LiverValue, gilbert_excluded: bool = False) -> str:
     uln_note = (
@@ -74,7 +75,7 @@ def _stale_suffix(facts: PatientFacts, kb: Knowledge, values: dict[str, LiverVal
 
 
 @rule("hepatic-combination")
-def hepatic_combination(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def hepatic_combination(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     """With capecitabine: AST/ALT > 2.5 x ULN or bilirubin > 1 x ULN [L Boxed warning; §4]."""
     partners = has_capecitabine(facts, kb)
     if not partners:
@@ -95,7 +96,7 @@ def hepatic_combination(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]
         "ixabepilone contraindicated (boxed warning)"
     )
     lines = [_value_line(facts, kb, values[k]) for k in keys]
-    lines.append(f"- Capecitabine: " + "; ".join(use_line(u) for u in partners))
+    lines.append("- Capecitabine: " + "; ".join(use_line(u) for u in partners))
     lines += [
         "",
         f"**Label (boxed warning):** with capecitabine, IXEMPRA is contraindicated when AST or ALT > "
@@ -108,11 +109,11 @@ def hepatic_combination(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]
             "table only, so bilirubin still counts here."
         )
     lines += ["", "**What to do:** do not give the combination; review liver tests and the regimen."]
-    yield make(kb, "hepatic-combination", "critical", summary, "\n".join(lines), suggestions=delete_orders(facts))
+    yield Draft("critical", summary, "\n".join(lines), suggestions=delete_orders(facts))
 
 
 @rule("hepatic-monotherapy")
-def hepatic_monotherapy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def hepatic_monotherapy(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     """Monotherapy dose band of [L §2.4 Table]; beyond it, not recommended (critical)."""
     if has_capecitabine(facts, kb):
         return  # the boxed-warning rule covers the combination (stricter)
@@ -128,7 +129,7 @@ def hepatic_monotherapy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]
     else:  # name every value above the no-reduction row
         limit_t = kb.hepatic_bands[0].transaminase_max_x_uln
         limit_b = kb.hepatic_bands[0].bilirubin_max_x_uln
-    keys = [k for k in ("ast", "alt") if k in g.values and g.values[k].above(limit_t)]
+    keys: list[str] = [k for k in ("ast", "alt") if k in g.values and g.values[k].above(limit_t)]
     if "bilirubin" in g.values and not g.gilbert and g.values["bilirubin"].above(limit_b):
         keys.append("bilirubin")
     stale = _stale_suffix(facts, kb, g.values, keys)
@@ -153,10 +154,7 @@ def hepatic_monotherapy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]
     if g.band is None:
         summary = f"{_trigger_text(g.values, keys)}{stale}: ixabepilone not recommended (hepatic impairment)"
         lines += ["", table, "", "**What to do:** do not give ixabepilone; review liver function."]
-        yield make(
-            kb,
-            "hepatic-monotherapy",
-            "critical",
+        yield Draft("critical",
             summary,
             "\n".join(lines),
             source=kb.hepatic_beyond.source,
@@ -176,10 +174,7 @@ def hepatic_monotherapy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]
         "",
         f"**What to do:** give {g.band.dose_text} [{g.band.source} {g.band.section}].{note}",
     ]
-    yield make(
-        kb,
-        "hepatic-monotherapy",
-        "warning",
+    yield Draft("warning",
         summary,
         "\n".join(lines),
         source=g.band.source,
@@ -189,7 +184,7 @@ def hepatic_monotherapy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]
 
 
 @rule("hepatic-impairment-condition")
-def hepatic_impairment_condition(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def hepatic_impairment_condition(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     """Liver disease is recorded but there are no current liver tests to grade it [L §2.4]."""
     if not facts.liver_disease or not facts.known("labs"):
         return  # without the labs at all, check-unavailable says so; "no current AST" would be untrue
@@ -200,7 +195,8 @@ def hepatic_impairment_condition(facts: PatientFacts, kb: Knowledge) -> Iterator
     condition = facts.liver_disease[0].label
     summary = f"{condition} on record, no current {', '.join(LAB_NAMES[k] for k in not_fresh)}: dose cannot be graded"
     lines = [
-        f"- {escape_md(e.label)}" + (f", {e.date:%Y-%m-%d}" if e.date else "") + (f", {escape_md(e.ref)}" if e.ref else "")
+        f"- {escape_md(e.label)}" + (f", {e.date:%Y-%m-%d}" if e.date else "")
+        + (f", {escape_md(e.ref)}" if e.ref else "")
         for e in facts.liver_disease
     ]
     for k in not_fresh:
@@ -219,4 +215,4 @@ def hepatic_impairment_condition(facts: PatientFacts, kb: Knowledge) -> Iterator
         f"**What to do:** order AST, ALT and total bilirubin and review them before dosing "
         f"(window {days} d {window(kb, 'ast').cite()}).",
     ]
-    yield make(kb, "hepatic-impairment-condition", "warning", summary, "\n".join(lines))
+    yield Draft("warning", summary, "\n".join(lines))

@@ -14,20 +14,21 @@ opposite of its summary: critical cards cancel, warning cards premedicate.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
-from cds_services.findings import Action, Finding, Suggestion
-from cds_services.knowledge import Knowledge
+from cds_services.findings import Action, Finding, Indicator, Suggestion
+from cds_services.knowledge import Knowledge, Severity
+from fhir_mappings.drugs import IXABEPILONE
 from fhir_mappings.facts import Allergy, PatientFacts
 
-from .common import cite, day, delete_orders, escape_md, make, names, rule
+from .common import Draft, cite, day, delete_orders, escape_md, names, rule
 from .premedication import dose_route, premed_request, steroid_text
 
 RANK = {"info": 0, "warning": 1, "critical": 2}
 SUBSTANCE_TEXT = {
     "cremophor": "Cremophor EL (polyoxyl castor oil)",
     "castor-oil": "castor oil",
-    "ixabepilone": "ixabepilone",
+    IXABEPILONE: "ixabepilone",
     "paclitaxel": "paclitaxel (Cremophor-formulated)",
     "cyclosporine": "cyclosporine (Cremophor-formulated injection)",
     "teniposide": "teniposide (Cremophor-formulated)",
@@ -35,7 +36,7 @@ SUBSTANCE_TEXT = {
 LEVEL_TEXT = {"severe": "severe", "not_severe": "not severe", "unknown": "severity not recorded"}
 
 
-def severity_of(allergy: Allergy) -> tuple[str, str]:
+def severity_of(allergy: Allergy) -> tuple[Severity, str]:
     """("severe" | "not_severe" | "unknown", what in the record says so)."""
     severe = [why for why, yes in (("criticality high", allergy.criticality == "high"),
                                    ("reaction recorded as severe", allergy.severity == "severe"),
@@ -70,12 +71,12 @@ def _premedicate(facts: PatientFacts, kb: Knowledge) -> tuple[Suggestion, ...]:
 
 
 @rule("hypersensitivity")
-def hypersensitivity(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
-    hits: list[tuple[str, str, Allergy, str, str]] = []  # (indicator, substance, allergy, level, why)
+def hypersensitivity(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
+    hits: list[tuple[Indicator, str, Allergy, Severity, str]] = []  # (indicator, substance, allergy, level, why)
     for allergy in facts.allergies:
         level, why = severity_of(allergy)
-        for substance in sorted(allergy.substances & frozenset(kb.hypersensitivity)):
-            hits.append((kb.hypersensitivity[substance].indicator(level), substance, allergy, level, why))
+        hits.extend((kb.hypersensitivity[substance].indicator(level), substance, allergy, level, why)
+                    for substance in sorted(allergy.substances & frozenset(kb.hypersensitivity)))
     if not hits:
         return
     hits.sort(key=lambda h: -RANK[h[0]])
@@ -84,12 +85,13 @@ def hypersensitivity(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
     worst_substances = [h[1] for h in hits if h[0] == worst]
     shown = names(SUBSTANCE_TEXT.get(s, s) for s in worst_substances)
     steroid = kb.premedication.corticosteroid
-    if worst == "critical" and worst_substances == ["ixabepilone"]:
+    if worst == "critical" and worst_substances == [IXABEPILONE]:
         summary = f"Severe prior reaction to ixabepilone ({hits[0][4]}): do not give (Cremophor EL contraindication)"
     elif worst == "critical":
         summary = f"Severe reaction to {shown}: ixabepilone contraindicated (Cremophor EL)"
-    elif "ixabepilone" in worst_substances:
-        summary = f"Prior reaction to ixabepilone: give corticosteroid premedication ({steroid.drug} {dose_route(steroid)})"
+    elif IXABEPILONE in worst_substances:
+        summary = ("Prior reaction to ixabepilone: give corticosteroid premedication "
+                   f"({steroid.drug} {dose_route(steroid)})")
     else:
         summary = f"Allergy to {shown}: possible Cremophor EL reaction; premedicate with a corticosteroid"
     lines = []
@@ -123,10 +125,7 @@ def hypersensitivity(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
     else:
         lines += ["", "**What to do:** confirm what the reaction was, and give the corticosteroid premedication "
                       "with the H1 and H2 antagonists."]
-    yield make(
-        kb,
-        "hypersensitivity",
-        worst,
+    yield Draft(worst,
         summary,
         "\n".join(lines),
         source=kb.hypersensitivity[top].source,

@@ -16,8 +16,8 @@ the interacting draft (issue 12 item 6).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Iterator
 
 from cds_services.findings import Action, Finding, Suggestion
 from cds_services.knowledge import Interaction, Knowledge
@@ -25,10 +25,16 @@ from fhir_mappings.drugs import drug_name
 from fhir_mappings.facts import DrugUse, PatientFacts
 
 from .assess import (
-    adjusted_dose, chronic_inducers, interacting_uses, ixabepilone_regimen, local_uses, matches_of, stop_date,
+    adjusted_dose,
+    chronic_inducers,
+    interacting_uses,
+    ixabepilone_regimen,
+    local_uses,
+    matches_of,
+    stop_date,
     strong_inhibitor_uses,
 )
-from .common import age_days, cite, day, escape_md, make, names, num, reduce_orders, rule, use_line
+from .common import Draft, age_days, cite, day, escape_md, names, num, reduce_orders, rule, use_line
 
 GRAPEFRUIT = (
     "Grapefruit and grapefruit juice inhibit CYP3A4 and may raise ixabepilone levels: the patient should "
@@ -56,7 +62,8 @@ def _course_note(facts: PatientFacts, use: DrugUse, washout: float | None = None
         if when is None:
             return None
         back = when + timedelta(days=washout or 0)
-        return (f"{escape_md(use.status)} {day(when)} ({escape_md(how)}); return to the full dose about 1 week after it stopped "
+        return (f"{escape_md(use.status)} {day(when)} ({escape_md(how)}); "
+                "return to the full dose about 1 week after it stopped "
                 f"(from {day(back)}) [L §7]")
     if use.ended is not None and use.ended < facts.now and use.origin != "draft":
         age = age_days(facts, use.ended)
@@ -101,7 +108,7 @@ def _regimen_name(facts: PatientFacts, kb: Knowledge) -> str:
     active = [u for u in regimen if u.status not in ENDED]
     if active:
         return "active order"
-    last = max((stop_date(facts, u)[0] for u in regimen if stop_date(facts, u)[0]), default=None)
+    last = max((when for u in regimen if (when := stop_date(facts, u)[0]) is not None), default=None)
     return f"ixabepilone given {day(last)}"
 
 
@@ -114,7 +121,7 @@ def _remove_drafts(uses: list[DrugUse], why: str) -> tuple[Suggestion, ...]:
 
 
 @rule("cyp3a4-strong-inhibitor")
-def cyp3a4_strong_inhibitor(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def cyp3a4_strong_inhibitor(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     matches = strong_inhibitor_uses(facts, kb)
     if not matches:
         return
@@ -127,7 +134,7 @@ def cyp3a4_strong_inhibitor(facts: PatientFacts, kb: Knowledge) -> Iterator[Find
         summary = (f"Strong CYP3A4 inhibitor{plural} {drugs} for a patient on ixabepilone "
                    f"({_regimen_name(facts, kb)}): avoid, or use {num(dose.value)} mg/m2")
     elif stopped and len(stopped) == len(matches):
-        when = max(stop_date(facts, u)[0] for u in stopped)  # type: ignore[type-var]
+        when = max((w for u in stopped if (w := stop_date(facts, u)[0]) is not None), default=None)
         summary = (f"Strong CYP3A4 inhibitor{plural} {drugs} stopped {day(when)}: keep ixabepilone at "
                    f"{num(dose.value)} mg/m2 until about 1 week after")
     else:
@@ -152,11 +159,11 @@ def cyp3a4_strong_inhibitor(facts: PatientFacts, kb: Knowledge) -> Iterator[Find
     else:
         adjusted, _ = adjusted_dose(facts, kb)  # the lower of this and a hepatic reduction
         suggestions = reduce_orders(facts, adjusted, "strong CYP3A4 inhibitor, label §7")
-    yield make(kb, "cyp3a4-strong-inhibitor", "warning", summary, "\n".join(lines), suggestions=suggestions)
+    yield Draft("warning", summary, "\n".join(lines), suggestions=suggestions)
 
 
 @rule("cyp3a4-strong-inducer")
-def cyp3a4_strong_inducer(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def cyp3a4_strong_inducer(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     matches, premeds = chronic_inducers(facts, kb)
     if not matches:
         return
@@ -194,18 +201,19 @@ def cyp3a4_strong_inducer(facts: PatientFacts, kb: Knowledge) -> Iterator[Findin
     ]
     suggestions = (_remove_drafts([u for u, _ in matches], "strong CYP3A4 inducer during ixabepilone, label §7")
                    if not facts.orders else ())
-    yield make(kb, "cyp3a4-strong-inducer", "warning", summary, "\n".join(lines), suggestions=suggestions)
+    yield Draft("warning", summary, "\n".join(lines), suggestions=suggestions)
 
 
 @rule("cyp3a4-other")
-def cyp3a4_other(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def cyp3a4_other(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     if not facts.orders:
         return  # a patient already on ixabepilone: only strong interactions are raised (issue 12 item 6)
     drugs = kb.drugs_of_class(*CLASS_TEXT)
     matches = matches_of(interacting_uses(facts), drugs, kb)
     if not matches:
         return
-    shown = names((f"{drug_name(h.drug)} ({CLASS_TEXT[h.cls].replace(' CYP3A4', '')})" for _, hits in matches for h in hits), limit=2)
+    shown = names((f"{drug_name(h.drug)} ({CLASS_TEXT[h.cls].replace(' CYP3A4', '')})"
+                   for _, hits in matches for h in hits), limit=2)
     summary = f"CYP3A4 interaction: {shown} may change ixabepilone levels"
     lines = [_line(facts, u, h) for u, h in matches]
     lines += _not_counted(facts, drugs)
@@ -217,4 +225,4 @@ def cyp3a4_other(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
         "",
         f"- {GRAPEFRUIT}",
     ]
-    yield make(kb, "cyp3a4-other", "info", summary, "\n".join(lines))
+    yield Draft("info", summary, "\n".join(lines))

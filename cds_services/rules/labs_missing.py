@@ -7,13 +7,13 @@ in for a missing ANC unless it already proves the count low.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import PatientFacts
 
-from .common import LAB_NAMES, age_days, below, day, escape_md, is_fresh, make, num, rule, usable
+from .common import LAB_NAMES, Draft, age_days, below, day, escape_md, is_fresh, num, rule, usable
 
 REQUIRED = ("neutrophils", "platelets", "ast", "alt", "bilirubin")
 
@@ -29,11 +29,13 @@ def _state(facts: PatientFacts, kb: Knowledge, key: str) -> tuple[str, str] | No
     if lab is None:
         return f"{name} (none)", f"{name}: no result on record ({rule_text})"
     if lab.value is None:
-        return f"{name} (unusable)", f"{name}: latest result cannot be used: {escape_md(lab.problem or 'no value')} ({rule_text})"
+        return (f"{name} (unusable)",
+                f"{name}: latest result cannot be used: {escape_md(lab.problem or 'no value')} ({rule_text})")
     if lab.effective is None:
         return f"{name} (undated)", f"{name}: latest result {escape_md(lab.raw)} has no date ({rule_text})"
     age = int(age_days(facts, lab.effective) or 0)
-    return f"{name} ({age} d old)", f"{name}: latest {escape_md(lab.raw)} on {day(lab.effective)}, {age} days old ({rule_text})"
+    return (f"{name} ({age} d old)",
+            f"{name}: latest {escape_md(lab.raw)} on {day(lab.effective)}, {age} days old ({rule_text})")
 
 
 def _wbc_proves_low(facts: PatientFacts, kb: Knowledge) -> bool:
@@ -42,7 +44,7 @@ def _wbc_proves_low(facts: PatientFacts, kb: Knowledge) -> bool:
 
 
 @rule("labs-missing")
-def labs_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def labs_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     if not facts.known("labs"):
         return  # the labs could not be read at all: check-unavailable says so, not "none on record"
     items = []
@@ -58,7 +60,7 @@ def labs_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
     summary = "No current " + ", ".join(short for short, _ in items) + ": check before dosing"
     lines = [f"- {long}" for _, long in items]
     wbc = usable(facts.labs.get("wbc"))
-    if any(k.startswith("ANC") for k, _ in items) and wbc is not None:
+    if any(k.startswith("ANC") for k, _ in items) and wbc is not None and wbc.value is not None:
         lines.append(
             f"- A WBC of {num(wbc.value)} {wbc.unit} ({day(wbc.effective)}) bounds the ANC only from above: it "
             "cannot show ANC ≥ 1,500."
@@ -71,4 +73,4 @@ def labs_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
         "",
         "**What to do:** order a CBC with differential and liver tests (AST, ALT, total bilirubin) as listed.",
     ]
-    yield make(kb, "labs-missing", "warning", summary, "\n".join(lines))
+    yield Draft("warning", summary, "\n".join(lines))

@@ -6,26 +6,27 @@ CYP3A4. The create suggestions are independent (selection "any").
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from cds_services.findings import Action, Finding, Suggestion
 from cds_services.knowledge import Knowledge, PremedDrug
+from fhir_mappings.codes import RXNORM, SNOMED, UCUM
 from fhir_mappings.facts import PatientFacts
 
-from .common import RXNORM, SNOMED, UCUM, escape_md, make, num, rule
+from .common import INTRAVENOUS_ROUTE, Draft, escape_md, num, rule
 from .interactions import GRAPEFRUIT, ST_JOHNS_WORT
 
 # SNOMED CT route codes (FHIR R4 route-codes value set; fhir_mappings/data/codes.json "exposure") for the
 # knowledge file's route abbreviations.
 ROUTES = {
     "PO": ({"system": SNOMED, "code": "26643006", "display": "Oral route"}, "oral"),
-    "IV": ({"system": SNOMED, "code": "47625008", "display": "Intravenous route"}, "intravenous"),
+    "IV": (INTRAVENOUS_ROUTE, "intravenous"),
 }
 
 
 def premed_request(facts: PatientFacts, drug: PremedDrug) -> dict[str, Any]:
     """A draft MedicationRequest for one premedication (R4): drug, dose, route and timing from the knowledge file."""
-    assert drug.dose_mg is not None and drug.rxnorm and drug.route in ROUTES
     route, route_text = ROUTES[drug.route]
     return {
         "resourceType": "MedicationRequest",
@@ -39,7 +40,8 @@ def premed_request(facts: PatientFacts, drug: PremedDrug) -> dict[str, Any]:
         "authoredOn": facts.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "dosageInstruction": [
             {
-                "text": f"{num(drug.dose_mg)} mg {drug.route} once, {drug.timing or 'before the infusion'} of ixabepilone",
+                "text": f"{num(drug.dose_mg)} mg {drug.route} once, "
+                        f"{drug.timing or 'before the infusion'} of ixabepilone",
                 "route": {"coding": [route], "text": route_text},
                 "doseAndRate": [
                     {"doseQuantity": {"value": drug.dose_mg, "unit": "mg", "system": UCUM, "code": "mg"}}
@@ -51,7 +53,7 @@ def premed_request(facts: PatientFacts, drug: PremedDrug) -> dict[str, Any]:
 
 def dose_route(drug: PremedDrug) -> str:
     """"20 mg IV"."""
-    return f"{num(drug.dose_mg or 0)} mg {drug.route}"
+    return f"{num(drug.dose_mg)} mg {drug.route}"
 
 
 def steroid_text(drug: PremedDrug) -> str:
@@ -60,7 +62,7 @@ def steroid_text(drug: PremedDrug) -> str:
 
 
 @rule("premedication-missing")
-def premedication_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def premedication_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     premed = kb.premedication
     if not (facts.known("medicationRequests") and facts.known("medicationStatements")):
         return  # the medication list could not be read: a premedication may be on it (check-unavailable says so)
@@ -79,11 +81,12 @@ def premedication_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Findin
     summary = f"No {which} antagonist premedication ordered: give 1 hour before ixabepilone"
     suggestions = tuple(
         Suggestion(
-            label=f"Order {drug.display.split(' ')[0]} {num(drug.dose_mg or 0)} mg {drug.route} ({kind} antagonist)",
+            label=f"Order {drug.display.split(' ')[0]} {num(drug.dose_mg)} mg {drug.route} ({kind} antagonist)",
             actions=(
                 Action(
                     type="create",
-                    description=f"{kind} antagonist premedication: {drug.display}, {num(drug.dose_mg or 0)} mg {drug.route}",
+                    description=f"{kind} antagonist premedication: {drug.display}, "
+                                f"{num(drug.dose_mg)} mg {drug.route}",
                     resource=premed_request(facts, drug),
                 ),
             ),
@@ -103,15 +106,13 @@ def premedication_missing(facts: PatientFacts, kb: Knowledge) -> Iterator[Findin
         f"- H2 suggestion {h2.display} (a project setting): ranitidine left the US market in 2020 and famotidine "
         "is today's usual equivalent.",
         "- Cimetidine is not suggested: it inhibits CYP3A4 and may raise ixabepilone levels [F].",
-        f"- After a prior hypersensitivity reaction also give a corticosteroid ({steroid_text(premed.corticosteroid)}) [L §2.3].",
+        "- After a prior hypersensitivity reaction also give a corticosteroid "
+        f"({steroid_text(premed.corticosteroid)}) [L §2.3].",
         "",
         f"- {GRAPEFRUIT}",
         f"- {ST_JOHNS_WORT}",
     ]
-    yield make(
-        kb,
-        "premedication-missing",
-        "info",
+    yield Draft("info",
         summary,
         "\n".join(lines),
         suggestions=suggestions,

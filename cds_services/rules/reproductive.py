@@ -5,13 +5,13 @@ patient-facing source lists it as a contraindication. We take the stricter.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from cds_services.findings import Finding
 from cds_services.knowledge import Knowledge
 from fhir_mappings.facts import Evidence, PatientFacts
 
-from .common import day, delete_orders, escape_md, make, num, rule
+from .common import Draft, day, delete_orders, escape_md, newest, num, rule
 
 
 def evidence_lines(items: tuple[Evidence, ...]) -> list[str]:
@@ -25,17 +25,19 @@ def evidence_lines(items: tuple[Evidence, ...]) -> list[str]:
 
 
 @rule("pregnancy")
-def pregnancy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def pregnancy(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     if not facts.pregnancy:
         return
     female = kb.thresholds["contraception-female"]  # [L §8.3] 7 months
     male = kb.thresholds["contraception-male"]  # [L §8.3] 4 months
     # The summary names the evidence used and its date: the newest dated record, else the first.
-    dated = [e for e in facts.pregnancy if e.date is not None]
-    first = max(dated, key=lambda e: e.date) if dated else facts.pregnancy[0]  # type: ignore[arg-type, return-value]
+    first = newest(facts.pregnancy) or facts.pregnancy[0]
     when = f" {first.date:%Y-%m-%d}" if first.date else " (date unknown)"
-    summary = f"Pregnancy: {first.label}{when}: ixabepilone contraindicated (embryo-fetal toxicity)"  # summary: plain text
-    lines = evidence_lines(facts.pregnancy) + [
+    summary = (
+        f"Pregnancy: {first.label}{when}: ixabepilone contraindicated (embryo-fetal toxicity)"  # summary: plain text
+    )
+    lines = [
+        *evidence_lines(facts.pregnancy),
         "",
         "**Sources:** IXEMPRA can cause fetal harm [L §5; §8.1]; the patient-facing guidance lists pregnancy "
         "as a contraindication [S]. This service takes the stricter reading.",
@@ -51,18 +53,19 @@ def pregnancy(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
         f"{num(kb.freshness['pregnancy-test'].value)} days, newer than this evidence, clears this card); do not give "
         "ixabepilone during pregnancy.",
     ]
-    yield make(kb, "pregnancy", "critical", summary, "\n".join(lines), suggestions=delete_orders(facts))
+    yield Draft("critical", summary, "\n".join(lines), suggestions=delete_orders(facts))
 
 
 @rule("breastfeeding")
-def breastfeeding(facts: PatientFacts, kb: Knowledge) -> Iterator[Finding]:
+def breastfeeding(facts: PatientFacts, kb: Knowledge) -> Iterator[Draft | Finding]:
     if not facts.breastfeeding:
         return
     after = kb.thresholds["breastfeeding-after"]  # [L §8.2] 2 weeks
     summary = f"Breastfeeding recorded: stop during ixabepilone and for {num(after.value)} weeks after the last dose"
-    lines = evidence_lines(facts.breastfeeding) + [
+    lines = [
+        *evidence_lines(facts.breastfeeding),
         "",
         f"**Label:** advise not to breastfeed during treatment and for {num(after.value)} weeks after the last dose "
         f"{after.cite()}; [S] agrees.",
     ]
-    yield make(kb, "breastfeeding", "warning", summary, "\n".join(lines))
+    yield Draft("warning", summary, "\n".join(lines))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,9 +42,10 @@ def _file_for(name: str) -> str:
         raise KeyError(f"no schema named {name!r}; known: {known}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read(filename: str) -> dict[str, Any]:
-    return json.loads((SCHEMA_DIR / filename).read_text(encoding="utf-8"))
+    document: dict[str, Any] = json.loads((SCHEMA_DIR / filename).read_text(encoding="utf-8"))
+    return document
 
 
 def load_schema(name: str) -> dict[str, Any]:
@@ -52,7 +53,7 @@ def load_schema(name: str) -> dict[str, Any]:
     return copy.deepcopy(_read(_file_for(name)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(name: str) -> Draft202012Validator:
     """A cached validator for one message schema, with format checking on.
 
@@ -60,7 +61,7 @@ def validator(name: str) -> Draft202012Validator:
     hold even where the optional format libraries (rfc3339-validator, rfc3987)
     are not installed.
     """
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator  # noqa: PLC0415 (a test dependency: see TYPE_CHECKING above)
 
     filename = _file_for(name)
     if filename == OPENAPI_FILE:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import SCHEMA_DIR, OPENAPI_FILE, SCHEMA_FILES, load_schema
+from . import OPENAPI_FILE, SCHEMA_DIR, SCHEMA_FILES, load_schema
 
 VERSION = "0.1.0"  # pyproject.toml [project].version
 SERVICES = {"ixabepilone-order-select": "order-select", "ixabepilone-order-sign": "order-sign"}
@@ -93,7 +93,8 @@ _OUTCOME = {
                 "properties": {
                     "severity": {"enum": ["fatal", "error", "warning", "information"]},
                     "code": {
-                        "description": "A FHIR issue-type code (http://hl7.org/fhir/issue-type), e.g. invalid, login, not-found.",
+                        "description": "A FHIR issue-type code (http://hl7.org/fhir/issue-type), "
+                        "e.g. invalid, login, not-found.",
                         "type": "string",
                         "pattern": "^[a-z]+(-[a-z]+)*$",
                     },
@@ -120,13 +121,14 @@ def _error_response(description: str, headers: dict[str, Any] | None = None) -> 
 
 def _service_paths() -> dict[str, Any]:
     paths: dict[str, Any] = {}
-    security = [{"cdsHooksJwt": []}]
+    security: list[dict[str, list[str]]] = [{"cdsHooksJwt": []}]
     for service_id, hook in SERVICES.items():
         paths[f"/cds-services/{service_id}"] = {
             "post": {
                 "operationId": f"call_{service_id.replace('-', '_')}",
                 "summary": f"Call the {hook} service",
-                "description": f"CDS Hooks 2.0 §Calling a CDS Service, hook {hook}. Cards, or an empty cards array for no guidance.",
+                "description": f"CDS Hooks 2.0 §Calling a CDS Service, hook {hook}. "
+                "Cards, or an empty cards array for no guidance.",
                 "tags": ["CDS Services"],
                 "security": security,
                 "requestBody": {
@@ -243,15 +245,18 @@ def build_openapi() -> dict[str, Any]:
         },
     }
     responses = {
-        "BadRequest": _error_response("Malformed JSON, or a request the spec does not allow; diagnostics name the field."),
-        "Unauthorized": _error_response("No valid CDS Hooks JWT (spec 2.0 §Trusting CDS Clients); the reason is logged, not sent."),
+        "BadRequest": _error_response(
+            "Malformed JSON, or a request the spec does not allow; diagnostics name the field."),
+        "Unauthorized": _error_response(
+            "No valid CDS Hooks JWT (spec 2.0 §Trusting CDS Clients); the reason is logged, not sent."),
         "NotFound": _error_response("No CDS service with that id; the list is at GET /cds-services."),
         "MethodNotAllowed": _error_response(
             "The path exists but not for this method.",
             headers={"Allow": {"description": "The methods the path accepts.", "schema": {"type": "string"}}},
         ),
         "PreconditionFailed": _error_response(
-            "The data the checks need was neither prefetched nor fetchable from the FHIR server (spec 2.0 §CDS Service Response: 412)."
+            "The data the checks need was neither prefetched nor fetchable from the FHIR server "
+            "(spec 2.0 §CDS Service Response: 412)."
         ),
         "PayloadTooLarge": _error_response("The request body is over the configured limit."),
         "UnsupportedMediaType": _error_response("The request body is not application/json."),

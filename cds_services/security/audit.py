@@ -22,8 +22,8 @@ field              type         meaning
 ``card_count``     int          cards returned (hook) or feedback items (feedback)
 ``latency_ms``     float        time spent serving the call
 ``status``         int          HTTP status returned
-``outcome``        str          one word: ``ok``, ``unauthorized``, ``bad_request``,
-                                ``fhir_error``, ``error``...
+``outcome``        str          ``ok`` (status below 400) or ``error``; the status
+                                says which error
 ``patient_id``     str          the FHIR Patient id: the only PHI on the line
 ``dropped``        list[str]    names of fields passed in but not on this list
 =================  ===========  ==============================================
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 AUDIT_LOGGER = "cds.audit"
@@ -62,7 +62,8 @@ FIELDS = (
     "patient_id",
     "dropped",
 )
-_CREDENTIAL_NAME = re.compile(r"token|authori[sz]ation|bearer|secret|password|passwd|credential|jwt|cookie|api_?key", re.IGNORECASE)
+_CREDENTIAL_NAME = re.compile(
+    r"token|authori[sz]ation|bearer|secret|password|passwd|credential|jwt|cookie|api_?key", re.IGNORECASE)
 _JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 REDACTED = "[redacted]"
 
@@ -85,9 +86,9 @@ def audit_record(**fields: Any) -> dict[str, Any]:
         raise ValueError(f"audit event must be one of {EVENTS}, not {event!r}")
     when = fields.pop("time", None)
     if when is None:
-        when = datetime.now(timezone.utc)
+        when = datetime.now(UTC)
     if isinstance(when, datetime):
-        when = when.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        when = when.astimezone(UTC).isoformat(timespec="milliseconds")
     record: dict[str, Any] = {"time": _clean_string(when), "event": event}
     dropped: list[str] = []
     for name, value in fields.items():
@@ -117,10 +118,11 @@ def _scrub(record: dict[str, Any]) -> dict[str, Any]:
         if _CREDENTIAL_NAME.search(name):
             continue
         if isinstance(value, str):
-            value = _clean_string(value)
+            clean[name] = _clean_string(value)
         elif isinstance(value, list):
-            value = [_clean_string(v) if isinstance(v, str) else v for v in value]
-        clean[name] = value
+            clean[name] = [_clean_string(v) if isinstance(v, str) else v for v in value]
+        else:
+            clean[name] = value
     return clean
 
 

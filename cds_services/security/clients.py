@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
 
 from cds_services.config import ConfigError as _SettingsConfigError
+
 from .algorithms import ALLOWED_ALGORITHMS
 from .fhir_access import FhirServerNotAllowed, parse_base_url
 
@@ -199,5 +201,6 @@ def load_trusted_clients(source: str) -> TrustedClients:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ConfigError(f"trusted clients ({origin}): invalid JSON at line {error.lineno} column {error.colno}") from None
+        raise ConfigError(
+            f"trusted clients ({origin}): invalid JSON at line {error.lineno} column {error.colno}") from None
     return parse_trusted_clients(document)

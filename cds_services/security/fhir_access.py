@@ -6,7 +6,7 @@ address (cloud metadata at 169.254.169.254, an admin port) and make us send
 requests there, or make us leak the client's FHIR token to another host.
 So the base URL must match an allowlist entry on scheme, host, port and a
 path prefix that ends on a segment boundary, and redirects are never
-followed to another origin (``same_origin``).
+followed at all (cds_services.fhir_client reads with allow_redirects=False).
 
 Pure functions over strings: no DNS, no I/O. Hostnames on the allowlist are
 trusted as configured; IP literals in the request are checked here.
@@ -16,9 +16,11 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 from urllib.parse import urlsplit
+
+from . import ReasonError
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
@@ -28,12 +30,8 @@ _ENCODED_TRICKS = re.compile(r"%(2e|2f|5c)", re.IGNORECASE)
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 
 
-class FhirServerNotAllowed(ValueError):
+class FhirServerNotAllowed(ReasonError, ValueError):
     """The fhirServer URL is not one we may call; ``reason`` is for the log."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -134,31 +132,11 @@ def check_fhir_server(url: str, allowed: Sequence[str], allow_http: bool) -> str
         raise FhirServerNotAllowed("fhirServer uses http and http is not allowed")
     entries = [parse_base_url(entry) for entry in allowed]
     address = _ip_literal(candidate.host)
-    if address is not None and _is_link_local(address):
-        if not any(entry.host == candidate.host for entry in entries):
-            raise FhirServerNotAllowed("fhirServer is a link-local/metadata address")
+    if (address is not None and _is_link_local(address)
+            and not any(entry.host == candidate.host for entry in entries)):
+        raise FhirServerNotAllowed("fhirServer is a link-local/metadata address")
     for entry in entries:
         if entry.allows(candidate):
             return candidate.url()
     raise FhirServerNotAllowed("fhirServer is not on the allowlist")
 
-
-def same_origin(url_a: str, url_b: str) -> bool:
-    """True when both URLs share scheme, host and effective port: the test a
-    redirect must pass before we follow it (a token must not travel to
-    another host). Unparseable URLs are never the same origin."""
-    try:
-        a = urlsplit(url_a)
-        b = urlsplit(url_b)
-        scheme_a, scheme_b = a.scheme.lower(), b.scheme.lower()
-        if scheme_a not in _DEFAULT_PORTS or scheme_b not in _DEFAULT_PORTS:
-            return False
-        if "@" in a.netloc or "@" in b.netloc:
-            return False
-        host_a = (a.hostname or "").rstrip(".")
-        host_b = (b.hostname or "").rstrip(".")
-        port_a = a.port if a.port is not None else _DEFAULT_PORTS[scheme_a]
-        port_b = b.port if b.port is not None else _DEFAULT_PORTS[scheme_b]
-    except ValueError:
-        return False
-    return bool(host_a) and (scheme_a, host_a, port_a) == (scheme_b, host_b, port_b)

@@ -20,12 +20,15 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from http import HTTPStatus
+from typing import Any
 
 import jwt
 import requests
 
+from . import ReasonError
 from .algorithms import ALLOWED_ALGORITHMS
 from .clients import TrustedClients
 
@@ -34,12 +37,8 @@ logger = logging.getLogger("cds.security")
 _PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
 
-class JwksError(Exception):
+class JwksError(ReasonError):
     """No usable key; ``reason`` is for the log (it never holds a token)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class UnknownIssuer(JwksError):
@@ -204,7 +203,7 @@ class JwksCache:
                 allow_redirects=False,  # the allowlist names the URL; a redirect would leave it
                 stream=True,
             ) as response:
-                if response.status_code != 200:
+                if response.status_code != HTTPStatus.OK:
                     raise JwksUnavailable(f"JWKS fetch answered HTTP {response.status_code}")
                 body = bytearray()
                 for chunk in response.iter_content(chunk_size=16384):

@@ -15,10 +15,9 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
-from sqlalchemy import inspect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy import (
     Column,
     Float,
@@ -28,11 +27,12 @@ from sqlalchemy import (
     Table,
     delete,
     insert,
+    inspect,
     select,
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 
 class ReplayStore(Protocol):

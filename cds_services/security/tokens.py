@@ -33,12 +33,14 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Literal, overload
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from . import ReasonError
 from .algorithms import ALLOWED_ALGORITHMS
 from .clients import TrustedClients
 from .jwks import JkuNotAllowed, JwksCache, JwksError, PublicKey
@@ -51,12 +53,8 @@ _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _MAX_CLAIM_CHARS = 255  # jti, kid, tenant, sub: longer values are not ids
 
 
-class AuthError(Exception):
+class AuthError(ReasonError):
     """The request is not from a trusted client. ``reason`` is for the log."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -80,10 +78,13 @@ def _b64_json(segment: str, what: str) -> dict[str, Any]:
     return value
 
 
+_LOGGED_MAX = 80  # characters of a caller-supplied value in a log line or error
+
+
 def _short(value: Any) -> str:
     """A caller-supplied value made safe to log: repr, cut short."""
     text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= _LOGGED_MAX else text[: _LOGGED_MAX - 3] + "..."
 
 
 # NumericDates past this are not dates (year 2^53 s is ~285 million AD); without
@@ -91,6 +92,10 @@ def _short(value: Any) -> str:
 _MAX_NUMERIC_DATE = 2**53
 
 
+@overload
+def _numeric_date(claims: dict[str, Any], name: str, required: Literal[True]) -> int: ...
+@overload
+def _numeric_date(claims: dict[str, Any], name: str, required: Literal[False]) -> int | None: ...
 def _numeric_date(claims: dict[str, Any], name: str, required: bool) -> int | None:
     """A JWT time claim as whole seconds, or ``AuthError``.
 
@@ -143,6 +148,7 @@ class ClientVerifier:
         clients: TrustedClients,
         jwks_cache: JwksCache,
         replay_store: ReplayStore,
+        *,
         max_lifetime_seconds: int = 3600,
         leeway_seconds: int = 30,
         clock: Callable[[], float] = time.time,
@@ -184,7 +190,7 @@ class ClientVerifier:
         unverified = _b64_json(payload_segment, "payload")
         iss = unverified.get("iss")
         client = self._clients.get(iss) if isinstance(iss, str) else None
-        if client is None:
+        if not isinstance(iss, str) or client is None:
             raise AuthError(f"iss {_short(iss)} is not a trusted client")
 
         # The cache decides which key source a jku may name (the issuer's
@@ -237,7 +243,6 @@ class ClientVerifier:
         exp = _numeric_date(claims, "exp", required=True)
         iat = _numeric_date(claims, "iat", required=True)
         nbf = _numeric_date(claims, "nbf", required=False)
-        assert exp is not None and iat is not None
         if exp <= now - self._leeway:
             raise AuthError(f"token expired {now - exp:.0f}s ago")
         if iat > now + self._leeway:

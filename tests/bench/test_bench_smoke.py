@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
@@ -22,7 +22,7 @@ from bench.patients import (
     hook_request,
 )
 
-NOW = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -20,7 +21,6 @@ from sqlalchemy import select
 from cds_services.analytics.store import served_table
 from cds_services.config import ConfigError
 from cds_services.runtime import EXTENSION
-from tests.signing import bearer, client_claims, generate_ec_key, make_jwks, sign_token
 from tests.analytics_support import (
     SELECT,
     SIGN,
@@ -34,6 +34,7 @@ from tests.analytics_support import (
     send_feedback,
 )
 from tests.conftest import FIXED_NOW
+from tests.signing import bearer, client_claims, generate_ec_key, make_jwks, sign_token
 
 
 @pytest.fixture
@@ -198,7 +199,7 @@ def app_at(make_app, tmp_path):
     Making the next one writes out the cards the earlier ones queued, as their
     writer threads would within a second.
     """
-    made = []
+    made: list[Any] = []
 
     def _at(moment, **settings):
         for earlier in made:

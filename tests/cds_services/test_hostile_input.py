@@ -16,7 +16,8 @@ import io
 import json
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Collection
+from typing import Any
 from urllib.parse import quote, quote_from_bytes
 
 import pytest
@@ -63,7 +64,7 @@ _OUTCOME = Draft202012Validator(load_schema("openapi")["components"]["schemas"][
 class NoNetwork(requests.Session):
     """The FHIR client's session: no hostile request may reach the network."""
 
-    def send(self, request, **kwargs):  # noqa: ANN001 - requests' signature
+    def send(self, request, **kwargs):
         raise requests.ConnectionError(f"test: no network ({request.url})")
 
 
@@ -80,7 +81,7 @@ def bounded(send: Callable[[], Any], seconds: float = REQUEST_SECONDS) -> Any:
     def run() -> None:
         try:
             box["response"] = send()
-        except BaseException as error:  # re-raised on the test's thread
+        except BaseException as error:  # noqa: BLE001 (re-raised on the test's thread)
             box["error"] = error
 
     started = time.perf_counter()
@@ -117,7 +118,7 @@ def checked(response, allowed: set[int]) -> Any:
     return body
 
 
-def service_cards(response, allowed: set[int] = frozenset({200})) -> list[dict[str, Any]] | None:
+def service_cards(response, allowed: Collection[int] = frozenset({200})) -> list[dict[str, Any]] | None:
     """Cards of a 200 (checked against the CDS Hooks response schema), None for an error."""
     body = checked(response, set(allowed))
     if response.status_code != 200:
@@ -221,7 +222,7 @@ def json_documents(text: st.SearchStrategy[str]) -> st.SearchStrategy[Any]:
 
 json_values = json_documents(unicode_text)
 valid_json_values = json_documents(valid_text)  # where a 400 would skip the property under test
-hostile_values = st.one_of(
+hostile_values: st.SearchStrategy[Any] = st.one_of(
     json_values,
     # Huge strings: "\u00e9" is written as a 6-byte escape, so 150,000 stay under the 1 MiB limit.
     st.integers(min_value=10_000, max_value=150_000).map(lambda n: "\u00e9" * n),
@@ -500,10 +501,7 @@ def test_default_body_limit_is_one_mebibyte(hostile, sample_request, extra):
 def test_body_limit_is_configurable(make_app, hook_request, url, extra):
     limit = 16_384
     client = make_app(environ={"CDS_MAX_BODY_BYTES": str(limit)}, session=NoNetwork()).test_client()
-    if url in SERVICES:
-        body = hook_request("order-select" if url == SELECT else "order-sign")
-    else:
-        body = feedback_body()
+    body = hook_request("order-select" if url == SELECT else "order-sign") if url in SERVICES else feedback_body()
     response = post_bytes(client, url, _padded(body, limit + extra))
     if extra > 0:
         assert checked(response, {413})["issue"][0]["code"] == "too-costly"

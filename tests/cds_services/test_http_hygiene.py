@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from tests.conftest import FIXTURES, ROOT, SAMPLES, TEST_FHIR_SERVER, load_json
-from tests.signing import bearer, client_claims, generate_ec_key, make_jwks, sign_token
+from tests.signing import generate_ec_key, make_jwks
 
 SIGN = "/cds-services/ixabepilone-order-sign"
 SELECT = "/cds-services/ixabepilone-order-select"

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from html.parser import HTMLParser
-from typing import Any, Callable
+from typing import Any
 
 import cmarkgfm
 import pytest
@@ -122,8 +123,8 @@ def test_request_text_renders_as_text(client, case, injection):
 
 def test_card_links_point_only_to_our_sources(client):
     """No card carries links, and every source URL is one of the knowledge base's sources."""
-    sources = {url for url in client.get("/cds-services").get_json()["services"][0]["extension"][
-        "org.ixabepilone-cds.knowledge"]["sources"].values()}
+    sources = set(client.get("/cds-services").get_json()["services"][0]["extension"][
+        "org.ixabepilone-cds.knowledge"]["sources"].values())
     for fixture, mutate in CASES.values():
         for card in cards_for(client, fixture, mutate, INJECTIONS["link"]):
             assert "links" not in card

@@ -38,7 +38,7 @@ def _configure(loaded, max_examples: int = MAX_EXAMPLES):
 class NoNetwork(requests.Session):
     """The FHIR client's session: a fuzzed fhirServer must never be called."""
 
-    def send(self, request, **kwargs):  # noqa: ANN001 - requests' signature
+    def send(self, request, **kwargs):
         raise requests.ConnectionError(f"test: no network ({request.url})")
 
 
@@ -58,7 +58,7 @@ def _timed_call(case, **kwargs):
     def run() -> None:
         try:
             box["response"] = case.call(**kwargs)
-        except BaseException as error:  # re-raised on the test's thread
+        except BaseException as error:  # noqa: BLE001 (re-raised on the test's thread)
             box["error"] = error
 
     worker = threading.Thread(target=run, daemon=True)

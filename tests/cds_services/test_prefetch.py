@@ -55,7 +55,7 @@ def test_absent_key_is_fetched_with_the_bearer_token(client, hook_request, sampl
     query = parse_qs(urlsplit(call.request.url).query)
     assert query["patient"] == ["ixa-demo-1"]
     assert "http://loinc.org|777-3" in query["code"][0].split(",")
-    connect, read = call.request.req_kwargs["timeout"]
+    connect, read = call.request.req_kwargs["timeout"]  # type: ignore[attr-defined]  # set by responses
     assert connect > 0 and read > 0
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ def draft(body: dict[str, Any]) -> dict[str, Any]:
 
 # --- the CDS Hooks sandbox, as captured -------------------------------------------------
 
-SANDBOX_NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)  # the captures' labs are of 2026-11-30
+SANDBOX_NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)  # the captures' labs are of 2026-11-30
 
 
 @pytest.mark.parametrize("name", ["order-select-platelets-low.json", "order-sign-platelets-low.json"])

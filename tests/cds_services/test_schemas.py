@@ -7,15 +7,15 @@ schema that rejects the document for some other reason does not pass.
 """
 from __future__ import annotations
 
-import copy
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from cds_services.schemas import SCHEMA_DIR, SCHEMA_FILES, load_schema, schema_errors, validator
@@ -52,7 +52,7 @@ def leaf_errors(errors: Iterator[ValidationError]) -> Iterator[ValidationError]:
 def causes(name: str, document: Any) -> set[tuple[str, str]]:
     """(keyword, /path) of every leaf error."""
     return {
-        (e.validator, "/" + "/".join(map(str, e.absolute_path)))
+        (str(e.validator), "/" + "/".join(map(str, e.absolute_path)))
         for e in leaf_errors(validator(name).iter_errors(document))
     }
 
@@ -363,7 +363,7 @@ def test_openapi_operations():
 def _openapi_validator(component: str) -> Draft202012Validator:
     """Validate against a component of openapi.json exactly as an OpenAPI 3.1 tool would."""
     document = openapi()
-    registry = Registry().with_resource("urn:openapi", Resource(contents=document, specification=DRAFT202012))
+    registry = Registry().with_resource("urn:openapi", DRAFT202012.create_resource(document))
     return Draft202012Validator({"$ref": f"urn:openapi#/components/schemas/{component}"}, registry=registry)
 
 
@@ -407,7 +407,7 @@ def test_openapi_passes_openapi_spec_validator():
 def test_openapi_documents_the_services_of_the_catalog():
     from cds_services.catalog import SERVICES as CATALOG
 
-    assert SERVICES == {service.id: service.hook for service in CATALOG}
+    assert {service.id: service.hook for service in CATALOG} == SERVICES
 
 
 def test_discovery_document_of_the_service_validates():

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fhir_mappings.resources import parse_resource
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fhir"
-NOW = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 PATIENT = "pat-1"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"

@@ -6,13 +6,26 @@ import json
 import pytest
 
 from fhir_mappings.drugs import (
-    DATA_FILE, drugs_of, identify_concept, identify_text, known_drug_ids, may_name_known_drug, normalize_ndc, read_dose,
+    DATA_FILE,
+    drugs_of,
+    identify_concept,
+    identify_text,
+    known_drug_ids,
+    may_name_known_drug,
+    normalize_ndc,
+    read_doses,
 )
 from tests.fhir_mappings.fhirdata import fixture, medication_request, model, raw, rxnorm
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 NDC = "http://hl7.org/fhir/sid/ndc"
 ATC = "http://www.whocc.no/atc"
+
+
+def read_dose(request):
+    """The first dose the order carries (the one a suggestion rewrites), or None."""
+    doses = read_doses(request)
+    return doses[0] if doses else None
 
 
 def concept(system, code, display=None, text=None):
@@ -195,7 +208,7 @@ def test_raw_prefilter_keeps_malformed_concepts_so_the_parser_reports_them(value
 
 # -- issue 12: every dose, route and form, course end ---------------------------------------------------
 
-from fhir_mappings.drugs import course_end, exposure_of, read_doses  # noqa: E402
+from fhir_mappings.drugs import course_end, exposure_of  # noqa: E402
 
 UCUM_SYSTEM = "http://unitsofmeasure.org"
 DOSE_RATE = "http://terminology.hl7.org/CodeSystem/dose-rate-type"

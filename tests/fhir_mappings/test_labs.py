@@ -1,7 +1,7 @@
 """Latest result per analyte: status, dates, units, guards and ULN."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -21,7 +21,7 @@ def test_platelets_fixture_in_10e3_per_ul_with_the_labs_range():
     lab = latest_labs([fixture("observation-platelets-80.json")], NOW).final["platelets"]
     assert lab.value == pytest.approx(80_000) and lab.unit == "cells/mm3"
     assert lab.raw == "80 10*3/uL" and lab.code == "777-3" and lab.ref == "Observation/plt-1"
-    assert lab.effective == datetime(2026, 11, 24, 8, 30, tzinfo=timezone.utc)
+    assert lab.effective == datetime(2026, 11, 24, 8, 30, tzinfo=UTC)
     assert lab.uln == pytest.approx(400_000) and not lab.uln_defaulted and lab.problem is None
 
 
@@ -110,14 +110,14 @@ def test_a_preliminary_result_older_than_the_final_one_is_not_kept():
 
 def test_effective_period_end_then_issued_are_the_fallback_dates():
     ast = latest_labs([fixture("observation-ast-no-range.json")], NOW).final["ast"]
-    assert ast.effective == datetime(2026, 11, 23, 7, 15, tzinfo=timezone.utc)
+    assert ast.effective == datetime(2026, 11, 23, 7, 15, tzinfo=UTC)
     bili = latest_labs([fixture("observation-bilirubin-umol.json")], NOW).final["bilirubin"]
-    assert bili.effective == datetime(2026, 11, 22, 11, 0, tzinfo=timezone.utc)  # issued, +01:00 to UTC
+    assert bili.effective == datetime(2026, 11, 22, 11, 0, tzinfo=UTC)  # issued, +01:00 to UTC
 
 
 def test_period_start_is_used_when_the_period_has_no_end():
     data = observation("777-3", 200, "10*3/uL", when=None, effectivePeriod={"start": "2026-11-21T06:00:00-05:00"})
-    assert labs(data)["platelets"].effective == datetime(2026, 11, 21, 11, 0, tzinfo=timezone.utc)
+    assert labs(data)["platelets"].effective == datetime(2026, 11, 21, 11, 0, tzinfo=UTC)
 
 
 def test_newer_by_effective_period_beats_older_effective_date_time():
@@ -172,4 +172,4 @@ def test_result_dated_after_now_is_ignored():
 
 def test_partial_date_is_read_as_its_first_day():
     lab = labs(observation("777-3", 200, "10*3/uL", when="2026-11"))["platelets"]
-    assert lab.effective == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    assert lab.effective == datetime(2026, 11, 1, tzinfo=UTC)

@@ -1,13 +1,10 @@
 """Parsing: one bad resource does not sink the rest; no other patient's data; duplicates once."""
 from __future__ import annotations
 
-import dataclasses
-import json
-from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
-from scripts.fhir_server import read_bundle
 from fhir_mappings.reading import READ_ELEMENTS, unreadable_elements
 from fhir_mappings.resources import parse_resource, parse_resources, resources_from_bundle
 from tests.fhir_mappings.fhirdata import NOW, PATIENT, observation, raw
@@ -37,18 +34,28 @@ def test_what_is_not_a_resource_gets_one_short_sentence(data, words):
     assert all(w in problem for w in words) and len(problem) < 250 and "Traceback" not in problem
 
 
+def test_a_datatype_sent_as_a_resource_is_named_not_dropped_in_silence():
+    """Regression (mypy, issue 13): Quantity is a FHIR datatype, not a resource (R4 §2.24 datatypes); the
+    model lookup returned its class, so the entry was neither read nor reported."""
+    resource, problem = parse_resource({"resourceType": "Quantity", "id": "q1", "value": 80})
+    assert resource is None
+    assert problem == "Quantity/q1: 'Quantity' is not a FHIR R4 resource type."
+
+
 def test_an_element_no_check_reads_is_passed_over_whatever_its_shape():
     """The CDS Hooks sandbox sends category as one object; an unknown element, a bad narrative: not read."""
     data = {**observation("777-3", 80, "10*3/uL", oid="plt"), "foo": 1, "category": {"text": "Laboratory"},
             "text": {"status": "nonsense"}, "meta": {"lastUpdated": "not a date"}}
     resource, problem = parse_resource(data)
-    assert problem is None and resource.valueQuantity.value == 80 and unreadable_elements(resource) == {}
+    obs: Any = resource
+    assert problem is None and obs.valueQuantity.value == 80 and unreadable_elements(resource) == {}
 
 
 def test_a_malformed_element_that_is_read_is_named_and_the_rest_is_kept():
     data = {**observation("777-3", 80, "10*3/uL", oid="bad"), "effectiveDateTime": "yesterday"}
     parsed, problems = parse_resources([data], PATIENT)
-    assert parsed[0].valueQuantity.value == 80 and parsed[0].effectiveDateTime is None
+    obs: Any = parsed[0]
+    assert obs.valueQuantity.value == 80 and obs.effectiveDateTime is None
     assert "effectiveDateTime" in unreadable_elements(parsed[0])
     assert len(problems) == 1 and problems[0].startswith("Observation/bad: its effectiveDateTime is not valid FHIR R4")
 
@@ -60,9 +67,10 @@ def test_an_object_where_r4_wants_a_list_is_read_as_a_list_of_one_at_any_depth()
                                                       "code": "1726276"}},
              "dosageInstruction": [{"doseAndRate": {"doseQuantity": {"value": 72, "unit": "mg"}}}]}
     resource, problem = parse_resource(order)
+    request: Any = resource
     assert problem is None and unreadable_elements(resource) == {}
-    assert resource.dosageInstruction[0].doseAndRate[0].doseQuantity.value == 72
-    assert resource.medicationCodeableConcept.coding[0].code == "1726276"
+    assert request.dosageInstruction[0].doseAndRate[0].doseQuantity.value == 72
+    assert request.medicationCodeableConcept.coding[0].code == "1726276"
 
 
 def test_problem_does_not_echo_a_huge_input():
@@ -123,13 +131,13 @@ def _versioned(value, *, updated=None, version=None):
 ])
 def test_conflicting_copies_the_later_version_wins_and_is_reported(first, second, value):
     parsed, problems = parse_resources([first, second], PATIENT)
-    assert [r.valueQuantity.value for r in parsed] == [value]
+    assert [cast(Any, r).valueQuantity.value for r in parsed] == [value]
     assert len(problems) == 1 and "Observation/plt-1 was sent twice with different content" in problems[0]
 
 
 def test_conflicting_copies_without_versions_keep_the_first_and_say_so():
     parsed, problems = parse_resources([_versioned(250), _versioned(80)], PATIENT)
-    assert [r.valueQuantity.value for r in parsed] == [250]
+    assert [cast(Any, r).valueQuantity.value for r in parsed] == [250]
     assert "no version to tell which is current" in problems[0] and "review this record by hand" in problems[0]
 
 
@@ -216,5 +224,5 @@ def test_a_resource_with_a_modifier_extension_is_not_used_and_is_reported():
      "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6135"}]}},
 ])
 def test_a_record_resource_without_its_required_status_is_reported_not_skipped(data):
-    parsed, problems = parse_resources([data], PATIENT, now=NOW, record=True)
+    _parsed, problems = parse_resources([data], PATIENT, now=NOW, record=True)
     assert len(problems) == 1 and "/nostatus has no status, so whether it is current cannot be told" in problems[0]

@@ -1,12 +1,17 @@
 """Statuses: pregnancy (with clearing), breastfeeding, conditions, allergies, radiotherapy, live vaccines."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from fhir_mappings.status import (
-    allergies, condition_evidence, current, live_vaccines, radiotherapy, reproductive_observations,
+    allergies,
+    condition_evidence,
+    current,
+    live_vaccines,
+    radiotherapy,
+    reproductive_observations,
 )
 from tests.fhir_mappings.fhirdata import NOW, PATIENT, fixture, model, raw
 
@@ -157,7 +162,7 @@ def test_allergies_not_current_are_skipped(field, code):
 
 def test_radiotherapy_with_its_date_and_status():
     (evidence,) = radiotherapy([fixture("procedure-radiotherapy.json")], NOW)
-    assert evidence.date == datetime(2026, 10, 26, tzinfo=timezone.utc) and evidence.code == "1287742003"
+    assert evidence.date == datetime(2026, 10, 26, tzinfo=UTC) and evidence.code == "1287742003"
     assert radiotherapy([model({**raw("procedure-radiotherapy.json"), "status": "not-done"})], NOW) == []
     ongoing = model({**raw("procedure-radiotherapy.json"), "status": "in-progress", "performedPeriod": {"start": "2026-11-20"}})
     assert radiotherapy([ongoing], NOW)[0].date == NOW
@@ -175,7 +180,7 @@ def test_live_vaccines_by_cvx(cvx, live):
 
 def test_live_vaccine_date_and_not_done_skipped():
     (evidence,) = live_vaccines([fixture("immunization-mmr.json")])
-    assert evidence.date == datetime(2026, 11, 15, 10, tzinfo=timezone.utc) and evidence.code == "03"
+    assert evidence.date == datetime(2026, 11, 15, 10, tzinfo=UTC) and evidence.code == "03"
     assert live_vaccines([model({**raw("immunization-mmr.json"), "status": "not-done"})]) == []
 
 

@@ -79,7 +79,7 @@ def test_negative_result_is_not_believed():
 
 # Per canonical unit, a UCUM code of each dimension the table holds, with its factor from the
 # sources (codes.md): the other entries' factors must follow from UCUM alone.
-PIVOTS = {
+PIVOTS: dict[str, list[tuple[str, float]]] = {
     "cells/mm3": [("/uL", 1)],
     "U/L": [("U/L", 1)],
     "mg/dL": [("mg/dL", 1), ("umol/L", 1 / 17.1)],  # mass and amount concentration of bilirubin
@@ -120,7 +120,7 @@ def test_customary_spellings_are_marked_as_not_ucum_truthfully(ucum, canonical, 
     """Either UCUM refuses the spelling, or UCUM reads it as something else (K = kelvin, G = gauss)."""
     try:
         quantity = ucum.from_ucum(spelling)
-    except Exception:
+    except Exception:  # noqa: BLE001 (any refusal by the UCUM parser is the answer)
         return
     pivot = ucum.from_ucum(PIVOTS[canonical][0][0])
     assert quantity.dimensionality != pivot.dimensionality or spelling in ("cells/uL", "cells/mm3")

@@ -22,11 +22,12 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -173,7 +174,7 @@ class LoadedPatients:
 @pytest.fixture(scope="session")
 def fhir_patients(fhir_server: Any) -> LoadedPatients:
     """Every bundle in tests/fixtures/patients/, loaded once per session."""
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     began = time.monotonic()
     ids = fhir_server_script.load_patients(fhir_server, now=now)
     TIMINGS["load"] = time.monotonic() - began
@@ -347,7 +348,7 @@ def wait_for_gunicorn(process: subprocess.Popen[bytes], log_path: Path, timeout:
             raise PackageError(f"gunicorn exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
         if base_url is None:
             found = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", log_path.read_text(errors="replace"))
-            base_url = found and found.group(1)
+            base_url = found.group(1) if found else None
         if base_url is not None:
             try:
                 if requests.get(f"{base_url}/healthz", timeout=2).status_code == 200:

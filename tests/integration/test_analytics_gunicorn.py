@@ -66,7 +66,7 @@ def service(tmp_path):
 
 
 def test_calls_and_feedback_show_on_analytics_and_in_the_cli(service):
-    proc, port, url = service
+    _proc, port, url = service
     assert http(port, "/analytics.json")[0] == 401
     cards = []
     for _ in range(4):
@@ -85,7 +85,8 @@ def test_calls_and_feedback_show_on_analytics_and_in_the_cli(service):
     assert http(port, SIGN + "/feedback", feedback)[0] == 200
 
     # Each worker writes its queue within about a second; the page may be that far behind.
-    deadline, document = time.monotonic() + 15, {}
+    deadline = time.monotonic() + 15
+    document: dict[str, Any] = {}
     while time.monotonic() < deadline:
         status, document = http(port, "/analytics.json", token=TOKEN)
         assert status == 200

@@ -18,8 +18,9 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from werkzeug.serving import make_server
@@ -27,7 +28,6 @@ from werkzeug.serving import make_server
 from cds_services.runtime import EXTENSION
 from tests.analytics_support import TOKEN, six_weeks
 from tests.conftest import FIXED_NOW
-
 from tests.integration import chromium
 
 CHARTS = ("chart-rules", "chart-weeks", "chart-reasons")

@@ -13,8 +13,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any, Self
 
 import pytest
 
@@ -64,7 +65,7 @@ class SlowServer:
         slow = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 slow.requests.append(self.path)
                 slow.release.wait(SLOW_SERVER_DELAY)
                 body = b'{"resourceType": "Bundle", "type": "searchset", "total": 0}'
@@ -85,7 +86,7 @@ class SlowServer:
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/fhir"
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="slow-fhir", daemon=True)
 
-    def __enter__(self) -> SlowServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
@@ -203,7 +204,7 @@ class DrippingServer(SlowServer):
         drip = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 drip.requests.append(self.path)
                 body = b'{"resourceType": "Bundle", "type": "searchset", "total": 0}'
                 self.send_response(200)

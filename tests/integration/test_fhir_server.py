@@ -9,6 +9,7 @@ medications are asked for on purpose since issue 12).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -72,7 +73,7 @@ CLEAN_EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def session(fhir_server) -> requests.Session:
+def session(fhir_server) -> Iterator[requests.Session]:
     s = requests.Session()
     s.headers.update({"Authorization": f"Bearer {fhir_server.token}", "Accept": "application/fhir+json"})
     yield s
@@ -100,7 +101,7 @@ def short_ids(resources: list[dict[str, Any]], patient_id: str) -> set[str]:
 
 
 def effective(resource: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(resource["effectiveDateTime"].replace("Z", "+00:00"))
+    return datetime.fromisoformat(resource["effectiveDateTime"])
 
 
 def test_metadata_is_open_and_says_r4(fhir_server):

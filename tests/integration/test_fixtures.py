@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from fhir.resources.R4B import get_fhir_model_class
 ROOT = Path(__file__).resolve().parent.parent.parent
 PATIENTS = ROOT / "tests" / "fixtures" / "patients"
 KNOWLEDGE = ROOT / "cds_services" / "knowledge" / "ixabepilone.json"
-NOW = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
 

@@ -20,16 +20,17 @@ skipped elsewhere, as the FHIR server tests are.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import textwrap
 import threading
-import time
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -283,10 +284,9 @@ def test_replicas_starting_together_both_boot(start_replica, key):
     def hold(table: Any, connection: Any, **kw: Any) -> None:
         with count:
             reached[table.name] += 1
-        try:
+        # A broken barrier: the other replica saw the table, no race this time (the assert below says so).
+        with contextlib.suppress(threading.BrokenBarrierError):
             barriers[table.name].wait(timeout=5)
-        except threading.BrokenBarrierError:
-            pass  # the other replica saw the table: no race this time (the assert below says so)
 
     def won(table: Any, connection: Any, **kw: Any) -> None:
         with count:

@@ -15,9 +15,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -48,7 +49,7 @@ def service(fhir_tools: Any, dripping: DrippingServer, tmp_path_factory: pytest.
         "CDS_FHIR_DEADLINE": str(DEADLINE), "CDS_DATABASE_URL": f"sqlite:///{workdir / 'feedback.sqlite3'}",
     })
     gunicorn = Path(sys.executable).with_name("gunicorn")
-    log = open(workdir / "service.log", "wb")
+    log = open(workdir / "service.log", "wb")  # noqa: SIM115 (the server writes to it until the fixture ends)
     process = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", "--no-control-socket", "app:app"],
                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -62,7 +63,6 @@ def service(fhir_tools: Any, dripping: DrippingServer, tmp_path_factory: pytest.
             except OSError:
                 assert time.monotonic() < ready, "gunicorn did not answer /healthz within 60 s"
                 time.sleep(0.1)
-        service_log = workdir / "service.log"
         yield base
     finally:
         process.terminate()

@@ -3,7 +3,8 @@ what gunicorn.conf.py makes gunicorn trust (forwarded headers)."""
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

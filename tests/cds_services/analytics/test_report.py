@@ -1,13 +1,13 @@
 """The aggregation on plain rows: outcomes, weeks and the window (the HTTP tests cover the counts end to end)."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from cds_services.analytics.report import build_report, latest_outcomes, week_start
 
-NOW = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)  # a Wednesday
+NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # a Wednesday
 
 
 def served(uuid: str, at: datetime, code: str = "platelets-low", silent: bool = False) -> dict:
@@ -48,10 +48,10 @@ def test_feedback_on_a_silent_card_is_not_a_clinicians_answer():
 
 
 @pytest.mark.parametrize("moment, monday", [
-    (datetime(2026, 11, 22, 23, 59, 59, tzinfo=timezone.utc), "2026-11-16"),  # Sunday night, UTC
-    (datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc), "2026-11-23"),  # Monday midnight
+    (datetime(2026, 11, 22, 23, 59, 59, tzinfo=UTC), "2026-11-16"),  # Sunday night, UTC
+    (datetime(2026, 11, 23, 0, 0, tzinfo=UTC), "2026-11-23"),  # Monday midnight
     (datetime(2026, 11, 23, 1, 0, tzinfo=timezone(timedelta(hours=5))), "2026-11-16"),  # still Sunday in UTC
-    (datetime(2026, 11, 23, 0, 30), "2026-11-23"),  # naive, as SQLite returns it: UTC
+    (datetime(2026, 11, 23, 0, 30), "2026-11-23"),  # noqa: DTZ001 (naive, as SQLite returns it: UTC)
 ])
 def test_weeks_start_on_monday_in_utc(moment, monday):
     assert week_start(moment).isoformat() == monday

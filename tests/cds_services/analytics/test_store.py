@@ -5,7 +5,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from cds_services.analytics.store import ServedLog, served_rows, served_table
 
-NOW = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 CARD = {
     "uuid": "5b0c8c7e-1f55-4a5e-9d3c-0d5f1c7b9e21",
     "summary": "Platelets 80,000/mm3 (2026-11-24): ixabepilone is contraindicated below 100,000/mm3",

@@ -8,7 +8,7 @@ what it is about, with ``dataclasses.replace`` or the helpers below.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ import pytest
 from cds_services.knowledge import Knowledge, load_knowledge
 from fhir_mappings.facts import Allergy, Dose, DrugUse, Evidence, LabValue, PatientFacts
 
-NOW = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 PATIENT = "pat-1"
 
 UNITS = {
@@ -45,7 +45,7 @@ def lab(
     uln: float | None = None,
     uln_defaulted: bool = False,
     problem: str | None = None,
-    effective: datetime | None | str = "auto",
+    effective: datetime | str | None = "auto",
 ) -> LabValue:
     unit, code = UNITS[analyte]
     if uln is None and analyte in ULN and not uln_defaulted:
@@ -95,7 +95,7 @@ def ixabepilone_resource(mg_per_m2: float | None = 40, mg: float | None = None) 
 
 
 def ixabepilone_order(mg_per_m2: float | None = 40, mg: float | None = None, *, ref: str = "MedicationRequest/ixa-1",
-                      resource: bool = True, dose: Dose | None | str = "auto") -> DrugUse:
+                      resource: bool = True, dose: Dose | str | None = "auto") -> DrugUse:
     if dose == "auto":
         dose = Dose(raw=f"{mg} mg" if mg is not None else f"{mg_per_m2} mg/m2", mg=mg,
                     mg_per_m2=None if mg is not None else mg_per_m2)
@@ -107,7 +107,6 @@ def ixabepilone_order(mg_per_m2: float | None = 40, mg: float | None = None, *, 
         ref=ref,
         date=NOW,
         dose=dose,  # type: ignore[arg-type]
-        matched_by="rxnorm",
         resource=ixabepilone_resource(mg_per_m2, mg) if resource else None,
     )
 
@@ -159,8 +158,6 @@ def make_facts(**changes: Any) -> PatientFacts:
         labs=normal_labs(),
         orders=(order,),
         draft_orders=(order, *premeds),
-        sex="female",
-        birth_date="1968-04-02",
     )
     return dataclasses.replace(base, **changes)
 

@@ -6,8 +6,8 @@ from collections import Counter
 
 from cds_services import rules
 from cds_services.rules import evaluate
+from cds_services.rules.common import Rule
 from fhir_mappings.facts import Dose
-from tests.support import markdown_text
 from tests.cds_services.rules.conftest import (
     add_meds,
     allergy,
@@ -19,6 +19,7 @@ from tests.cds_services.rules.conftest import (
     only,
     with_labs,
 )
+from tests.support import markdown_text
 
 
 def messy_facts():
@@ -97,10 +98,10 @@ def test_every_summary_is_under_140_characters(kb):
 
 
 def test_a_rule_that_raises_becomes_check_unavailable(kb, monkeypatch, caplog):
-    def broken(facts, kb):
+    def body(facts, kb):
         raise ZeroDivisionError("boom")
 
-    broken.code = "platelets-low"
+    broken = Rule("platelets-low", body)
     monkeypatch.setattr(rules, "RULES", [broken, *rules.RULES[1:]])
     facts = with_labs(make_facts(), neutrophils=lab("neutrophils", 800))
     with caplog.at_level(logging.ERROR, logger="cds_services.rules"):
@@ -139,7 +140,7 @@ def test_all_unavailable_items_merge_into_one_card(kb, monkeypatch):
 
 def test_dose_problem_is_a_dose_card_not_silence(kb):
     order = ixabepilone_order(dose=Dose(raw="", problem="no doseQuantity"))
-    facts = make_facts(orders=(order,), draft_orders=(order,) + make_facts().draft_orders[1:])
+    facts = make_facts(orders=(order,), draft_orders=(order, *make_facts().draft_orders[1:]))
     assert only(evaluate(facts, kb), "dose-check").indicator == "warning"
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from cds_services.rules.recent_events import neuropathy_risk
+from cds_services.rules.neuropathy import neuropathy_risk
 from tests.cds_services.rules.conftest import evidence, make_facts, only
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.medicationrequest import MedicationRequest
 
 from cds_services.rules.premedication import premedication_missing
 from tests.cds_services.rules.conftest import PATIENT, add_drafts, add_meds, drug, ixabepilone_order, make_facts, only
@@ -20,9 +20,8 @@ def test_both_missing_suggests_diphenhydramine_and_famotidine(kb):
     assert [a.type for s in finding.suggestions for a in s.actions] == ["create", "create"]
     codes = [r["medicationCodeableConcept"]["coding"][0]["code"] for r in resources]
     assert codes == ["1020477", "310273"]
-    model = get_fhir_model_class("MedicationRequest")
     for resource in resources:
-        parsed = model.model_validate(resource)
+        parsed = MedicationRequest.model_validate(resource)
         assert parsed.status == "draft" and parsed.intent == "order"
         assert parsed.subject.reference == f"Patient/{PATIENT}"
     assert "Grapefruit" in finding.detail and "St John's wort" in finding.detail

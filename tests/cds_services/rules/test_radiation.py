@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds_services.rules.recent_events import radiation_recall
+from cds_services.rules.radiation import radiation_recall
 from tests.cds_services.rules.conftest import evidence, make_facts, only
 
 

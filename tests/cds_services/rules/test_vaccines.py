@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds_services.rules.recent_events import live_vaccine
+from cds_services.rules.vaccines import live_vaccine
 from tests.cds_services.rules.conftest import evidence, make_facts, only
 
 

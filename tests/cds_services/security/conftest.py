@@ -2,7 +2,8 @@
 controllable clock, and trusted-client configurations built from them."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import requests
@@ -10,8 +11,8 @@ import requests
 from cds_services.security.clients import TrustedClients, parse_trusted_clients
 from cds_services.security.jwks import JwksCache
 from cds_services.security.replay import MemoryReplayStore
-from tests.signing import SigningKey, generate_ec_key, generate_rsa_key, make_jwks
 from cds_services.security.tokens import ClientVerifier
+from tests.signing import SigningKey, generate_ec_key, generate_rsa_key, make_jwks
 
 NOW = 1_795_000_000.0  # 2026-11-18, a fixed "now" for every token
 AUDIENCE = "https://cds.example.org/cds-services/ixabepilone-order-sign"

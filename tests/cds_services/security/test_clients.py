@@ -63,8 +63,8 @@ def test_config_error_is_the_settings_config_error():
 
 
 def _private_jwk() -> dict[str, Any]:
-    from cryptography.hazmat.primitives.asymmetric import ec
     import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
 
     jwk = jwt.algorithms.ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP384R1()), as_dict=True)
     return dict(jwk, kid="k1")

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -46,7 +47,7 @@ _FORMAT_FIELDS = {"level", "logger"}
 
 def block_after(marker: str) -> str:
     """The fenced block that follows ``<!-- marker -->``."""
-    match = re.search(rf"<!-- {re.escape(marker)} -->\n```[a-z]*\n(.*?)```", DOC, flags=re.S)
+    match = re.search(rf"<!-- {re.escape(marker)} -->\n```[a-z]*\n(.*?)```", DOC, flags=re.DOTALL)
     assert match, f"docs/security.md has no fenced block right after <!-- {marker} -->"
     return match.group(1)
 
@@ -55,7 +56,7 @@ def audit_table() -> dict[str, str]:
     """field -> documented type, from the table after the audit-fields marker."""
     start = DOC.index("<!-- contract: audit-fields -->")
     table = DOC[start:].split("\n\n", 1)[0]
-    rows = re.findall(r"^\| `([a-z_]+)` \| ([a-z ]+) \|", table, flags=re.M)
+    rows = re.findall(r"^\| `([a-z_]+)` \| ([a-z ]+) \|", table, flags=re.MULTILINE)
     assert rows, "the audit table has no rows"
     return dict(rows)
 

@@ -16,8 +16,8 @@ from cds_services.security.jwks import (
     KeyNotFound,
     UnknownIssuer,
 )
-from tests.signing import bearer, client_claims, generate_ec_key, make_jwks, sign_token
 from cds_services.security.tokens import AuthError
+from tests.signing import bearer, client_claims, generate_ec_key, make_jwks, sign_token
 
 from .conftest import AUDIENCE, FETCH_ISS, JKU_URL, JWKS_URL, TENANT
 
@@ -215,7 +215,7 @@ def test_odd_keys_in_a_fetched_jwks_are_skipped(cache, jwks_endpoint, fetched_ke
         {"kty": "EC", "kid": "broken", "crv": "P-384", "x": "AA", "y": "AA"},
         "not a key",
     ]
-    jwks_endpoint.get(JWKS_URL, json={"keys": odd + [fetched_key.public_jwk()]})
+    jwks_endpoint.get(JWKS_URL, json={"keys": [*odd, fetched_key.public_jwk()]})
     assert cache.get_key(FETCH_ISS, "fetched-1").kid == "fetched-1"
     for kid in ("hmac", "enc", "hs", "broken"):
         with pytest.raises(KeyNotFound):

@@ -3,7 +3,7 @@ across store instances sharing one database (workers, replicas)."""
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import create_engine, func, select
@@ -17,7 +17,7 @@ ISS = "https://ehr.example.org"
 
 
 @pytest.fixture
-def engine(tmp_path) -> Engine:
+def engine(tmp_path) -> Iterator[Engine]:
     engine = create_engine(f"sqlite:///{tmp_path / 'replay.db'}")
     yield engine
     engine.dispose()

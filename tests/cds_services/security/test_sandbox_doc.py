@@ -23,7 +23,7 @@ SIGN = "/cds-services/ixabepilone-order-sign"
 
 
 def documented_entry() -> str:
-    match = re.search(r"<!-- example: sandbox-trusted-clients -->\s*```json\n(.*?)```", DOC, re.S)
+    match = re.search(r"<!-- example: sandbox-trusted-clients -->\s*```json\n(.*?)```", DOC, re.DOTALL)
     assert match, "docs/sandbox.md lost its sandbox-trusted-clients example"
     return match.group(1)
 

@@ -7,13 +7,14 @@ import logging
 from typing import Any
 
 import pytest
-from jwt.warnings import InsecureKeyLengthWarning
 import responses
+from jwt.warnings import InsecureKeyLengthWarning
 from sqlalchemy import create_engine
 
 from cds_services.security.clients import parse_trusted_clients
 from cds_services.security.jwks import JwksCache
 from cds_services.security.replay import MemoryReplayStore, SqlReplayStore
+from cds_services.security.tokens import AuthError, ClientVerifier
 from tests.signing import (
     bearer,
     client_claims,
@@ -24,7 +25,6 @@ from tests.signing import (
     sign_token,
     unsigned_token,
 )
-from cds_services.security.tokens import AuthError, ClientVerifier
 
 from .conftest import AUDIENCE, FETCH_ISS, JKU_URL, JWKS_URL, NOW, STATIC_ISS, TENANT
 
