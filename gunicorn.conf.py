@@ -70,3 +70,10 @@ def post_worker_init(_worker):
     """
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
+
+
+def when_ready(server):
+    """Say where the service listens: with reuse_port the master binds nothing (each worker binds
+    ``bind`` itself), so gunicorn's own "Listening at:" line names no address."""
+    if server.cfg.reuse_port:
+        server.log.info("Workers listen at: %s (each its own socket, SO_REUSEPORT)", ", ".join(server.cfg.bind))

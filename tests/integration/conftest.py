@@ -359,6 +359,16 @@ def wait_for_gunicorn(process: subprocess.Popen[bytes], log_path: Path, timeout:
     raise PackageError(f"gunicorn did not answer /healthz within {timeout:.0f} s:\n{log_path.read_text(errors='replace')}")
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (gunicorn's graceful stop), then SIGKILL after 30 s."""
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @pytest.fixture(scope="session")
 def installed_service(installed_package: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InstalledService]:
     """``gunicorn app:app`` from the fresh venv, run outside the checkout so nothing of it can be imported.
@@ -383,9 +393,4 @@ def installed_service(installed_package: Path, tmp_path_factory: pytest.TempPath
         PACKAGE_TIMINGS["serve"] = time.monotonic() - began
         yield InstalledService(base_url, log_path)
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.conftest import stop_process
 from tests.integration.test_fhir_failures import DrippingServer
 
 pytestmark = pytest.mark.integration
@@ -40,6 +41,8 @@ def dripping() -> Iterator[DrippingServer]:
 
 @pytest.fixture(scope="module")
 def service(fhir_tools: Any, dripping: DrippingServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The shipped gunicorn.conf.py with one worker. A free port is picked here: with reuse_port
+    (the shipped default) each worker binds the address itself, so ``:0`` would not say where."""
     port = fhir_tools.free_port()
     workdir = tmp_path_factory.mktemp("isolation")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
@@ -49,14 +52,15 @@ def service(fhir_tools: Any, dripping: DrippingServer, tmp_path_factory: pytest.
         "CDS_FHIR_DEADLINE": str(DEADLINE), "CDS_DATABASE_URL": f"sqlite:///{workdir / 'feedback.sqlite3'}",
     })
     gunicorn = Path(sys.executable).with_name("gunicorn")
-    log = open(workdir / "service.log", "wb")  # noqa: SIM115 (the server writes to it until the fixture ends)
-    process = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", "--no-control-socket", "app:app"],
-                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log_path = workdir / "service.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", "--no-control-socket", "app:app"],
+                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         ready = time.monotonic() + 60  # a busy 2-core machine boots a worker in a few seconds
         while True:
-            assert process.poll() is None, (workdir / "service.log").read_text(errors="replace")[-2000:]
+            assert process.poll() is None, log_path.read_text(errors="replace")[-2000:]
             try:
                 with urllib.request.urlopen(f"{base}/healthz", timeout=2):
                     break
@@ -65,12 +69,7 @@ def service(fhir_tools: Any, dripping: DrippingServer, tmp_path_factory: pytest.
                 time.sleep(0.1)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        stop_process(process)
 
 
 def post(base: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], float]:
