@@ -82,7 +82,7 @@ def _lazy_object(value: Any) -> Any:
 
 
 def _decode_exactly(data: bytes, max_depth: int) -> Any:
-    """The standard library's decoder, for bodies orjson refuses: each fault gets its own sentence."""
+    """The standard library's decoder, for bodies simdjson refuses: each fault gets its own sentence."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -181,7 +181,7 @@ def _codes(concept: Any, system: str) -> list[str]:
         if isinstance(coding, OBJECT_TYPES):
             code, named = coding.get("code"), coding.get("system")
             if isinstance(code, str) and isinstance(named, str) and (
-                    canonical_system(named) == system):
+                    named == system or canonical_system(named) == system):
                 out.append(code)
     return out
 
