@@ -5,7 +5,8 @@ Everything runs against processes it starts on 127.0.0.1 and stops, all under
 ``wrk`` (bench/wrk.py; the Python generator when wrk is missing):
 
 * **side by side**: the service and a trivial Flask endpoint that decodes the
-  same request body (bench/baseline_app.py), same server config, same run,
+  same request body (bench/baseline_app.py: with Flask's decoder, the targets'
+  floor, and with simdjson, the service's own), same server config, same run,
   measured in alternating rounds so drift hits both alike; for the standard
   200-resource patient and a history-heavy one (old panels, stopped drugs,
   resolved conditions). Ratios: median at 1 client, throughput and p99 at 8;
@@ -103,14 +104,23 @@ def _median(rows: list[dict[str, Any]], key: str) -> float | None:
     return round(statistics.median(values), 2) if values else None
 
 
-def side_by_side(base_port: int, svc: tuple[int, int], body: bytes, clients: int, plan: Plan,
+FLOORS = ("trivial", "trivial_simdjson")  # the issue's floor (Flask's decoder), and the service's decoder
+
+
+def side_by_side(floors: dict[str, int], svc: tuple[int, int], body: bytes, clients: int, plan: Plan,
                  log: Callable[[str], None]) -> dict[str, Any]:
-    """Alternating rounds of the trivial endpoint and the service on the same body."""
+    """Alternating rounds of each trivial endpoint and the service on the same body.
+
+    Ratios against "trivial" (Flask's own decoder, the issue's floor) are the targets; those
+    against "trivial_simdjson" (the service's decoder, nothing touched) show what is left
+    once the faster decoder is given to the floor as well.
+    """
     svc_port, svc_master = svc
-    rounds: dict[str, list[dict[str, Any]]] = {"trivial": [], "service": []}
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in (*floors, "service")}
     balance: list[list[float]] = []
     for _ in range(plan.rounds):
-        rounds["trivial"].append(measure(base_port, SIGN, body, clients, plan.duration))
+        for name, port in floors.items():
+            rounds[name].append(measure(port, SIGN, body, clients, plan.duration))
         result, split = _worker_split(svc_master, lambda: measure(svc_port, SIGN, body, clients, plan.duration))
         rounds["service"].append(result)
         balance.append(split)
@@ -119,16 +129,24 @@ def side_by_side(base_port: int, svc: tuple[int, int], body: bytes, clients: int
         point[side] = {k: _median(rows, k) for k in ("rps", "p50_ms", "p95_ms", "p99_ms")}
         point[side]["errors"] = sum(r["errors"] for r in rows)
         point[side]["generator"] = rows[0]["generator"]
-    t, s = point["trivial"], point["service"]
-    point["ratios"] = {
-        "median": round(s["p50_ms"] / t["p50_ms"], 2) if t["p50_ms"] else None,
-        "throughput_share": round(s["rps"] / t["rps"], 2) if t["rps"] else None,
-        "p99": round(s["p99_ms"] / t["p99_ms"], 2) if t["p99_ms"] else None,
-    }
-    log(f"  {clients:>2} clients  trivial {t['rps']:>7} req/s p50 {t['p50_ms']:>7} p99 {t['p99_ms']:>7} ms | "
-        f"service {s['rps']:>7} req/s p50 {s['p50_ms']:>7} p99 {s['p99_ms']:>7} ms | "
-        f"median x{point['ratios']['median']}, throughput {point['ratios']['throughput_share']:.0%}, "
-        f"p99 x{point['ratios']['p99']}; service CPU per worker {balance}")
+    s = point["service"]
+    for name in floors:
+        t = point[name]
+        point["ratios" if name == "trivial" else f"ratios_{name}"] = {
+            "median": round(s["p50_ms"] / t["p50_ms"], 2) if t["p50_ms"] else None,
+            "throughput_share": round(s["rps"] / t["rps"], 2) if t["rps"] else None,
+            "p99": round(s["p99_ms"] / t["p99_ms"], 2) if t["p99_ms"] else None,
+        }
+    t, r = point["trivial"], point["ratios"]
+    line = (f"  {clients:>2} clients  trivial {t['rps']:>7} req/s p50 {t['p50_ms']:>7} p99 {t['p99_ms']:>7} ms | "
+            f"service {s['rps']:>7} req/s p50 {s['p50_ms']:>7} p99 {s['p99_ms']:>7} ms | "
+            f"median x{r['median']}, throughput {r['throughput_share']:.0%}, p99 x{r['p99']}")
+    if "trivial_simdjson" in floors:
+        t2, r2 = point["trivial_simdjson"], point["ratios_trivial_simdjson"]
+        line += (f"\n             trivial (simdjson) {t2['rps']:>7} req/s p50 {t2['p50_ms']:>7} "
+                 f"p99 {t2['p99_ms']:>7} ms"
+                 f" | against it: median x{r2['median']}, throughput {r2['throughput_share']:.0%}, p99 x{r2['p99']}")
+    log(f"{line}\n             service CPU per worker {balance}")
     return point
 
 
@@ -244,15 +262,18 @@ def run(plan: Plan, delay: float, out_dir: Path, log: Callable[[str], None] = pr
             "CDS_LOG_LEVEL": "WARNING",
         }
         report["service_env"] = service_env
-        base, base_port = start_gunicorn("bench.baseline_app:app", {}, name="trivial")
-        stack.callback(base.stop)
+        floors: dict[str, int] = {}
+        for name, decoder in zip(FLOORS, ("flask", "simdjson"), strict=True):
+            floor, floors[name] = start_gunicorn("bench.baseline_app:app", {"BENCH_BASELINE_DECODER": decoder},
+                                                 name=name)
+            stack.callback(floor.stop)
         svc, svc_port = start_gunicorn("app:app", service_env, name="service")
         stack.callback(svc.stop)
         with MemorySampler(svc.pid) as sampler:
             for name, body in bodies.items():
-                log(f"\n== side by side: {name} ({len(body):,} bytes), trivial endpoint vs service ==")
+                log(f"\n== side by side: {name} ({len(body):,} bytes), trivial endpoints vs service ==")
                 report["side_by_side"][name] = [
-                    side_by_side(base_port, (svc_port, svc.pid), body, clients, plan, log) for clients in (1, 8)]
+                    side_by_side(floors, (svc_port, svc.pid), body, clients, plan, log) for clients in (1, 8)]
             log("\n== record size, service, 1 client ==")
             for size in plan.sizes:
                 body = json.dumps(hook_request(generate_record(size, now=now))).encode()
@@ -337,6 +358,11 @@ def print_summary(report: dict[str, Any]) -> None:
             print(f"{patient:<20}{p['clients']:>8}{t['rps']:>15}{s['rps']:>15}{t['p50_ms']:>13}{s['p50_ms']:>13}"
                   f"{t['p99_ms']:>13}{s['p99_ms']:>13}  median x{r['median']}, throughput "
                   f"{r['throughput_share']:.0%}, p99 x{r['p99']}")
+            if (r2 := p.get("ratios_trivial_simdjson")) is not None:
+                t2 = p["trivial_simdjson"]
+                print(f"{'  floor with simdjson':<28}{t2['rps']:>15}{'':>15}{t2['p50_ms']:>13}{'':>13}"
+                      f"{t2['p99_ms']:>13}{'':>13}  median x{r2['median']}, throughput "
+                      f"{r2['throughput_share']:.0%}, p99 x{r2['p99']}")
     print("\nrecord size (service, 1 client): " + ", ".join(
         f"{row['size']:,}: {row['p50_ms']} ms" for row in report["record_size"]))
     print(f"peak RSS per worker (MiB): {report['memory'].get('service_end', {}).get('peak_rss_mib_per_worker')}")
