@@ -189,6 +189,60 @@ def test_a_newer_negative_test_clears_an_older_positive_but_not_a_newer_one(clie
     assert pairs(call(client, req)) == [PREGNANCY]
 
 
+@pytest.mark.parametrize(("recorded", "counted"), [
+    ("2026-11-24T09:00:00Z", True),  # recorded after ixa-clean's negative hCG of 2026-11-22 15:00: newer evidence
+    ("2026-11-22T16:00:00Z", True),  # an hour after the negative test
+    ("2026-11-22T15:00:00Z", False),  # at the same moment: not newer, so the negative clears it
+    ("2026-11-20T09:00:00Z", False),  # recorded before the negative test
+])
+def test_pregnancy_recorded_after_a_negative_test_counts_whatever_its_onset(client, recorded, counted):
+    """Onset is the pregnancy's first day (2026-10-01), often before an early negative test; what the negative
+    can clear is a record older than itself (issue 12 item 1), so the Condition's recordedDate counts."""
+    req = body("clean")  # negative urine hCG 2026-11-22T15:00Z
+    add(req, "conditions", condition("preg", SNOMED, "72892002", "Normal pregnancy", onset="2026-10-01",
+                                     recordedDate=recorded))
+    assert (PREGNANCY in pairs(call(client, req))) is counted
+
+
+def serum_hcg(oid: str, when: str, value: float, *, comparator: str | None = None,
+              high: float | None = None) -> dict[str, Any]:
+    """A quantitative serum hCG (LOINC 19080-1) in m[IU]/mL, with the lab's reference range if given."""
+    quantity: dict[str, Any] = {"value": value, "unit": "mIU/mL", "system": UCUM, "code": "m[IU]/mL"}
+    if comparator:
+        quantity["comparator"] = comparator
+    obs = observation(oid, "19080-1", when, valueQuantity=quantity)
+    if high is not None:
+        obs["referenceRange"] = [{"high": {"value": high, "unit": "mIU/mL", "system": UCUM, "code": "m[IU]/mL"}}]
+    return obs
+
+
+@pytest.mark.parametrize(("value", "extra", "cleared"), [
+    (3, {"high": 5}, True),  # under the lab's own upper limit: negative
+    (5, {"high": 5}, True),  # at it
+    (6, {"high": 5}, False),  # just above it and under 25 mIU/mL: equivocal, clears nothing
+    (20, {}, False),  # no range: not positive is not negative
+    (5, {"comparator": "<", "high": 5}, True),  # "<5" with the lab's range up to 5
+    (5, {"comparator": "<"}, False),  # "<5" without a range: the lab's cut-off is unknown
+])
+def test_a_quantitative_hcg_clears_older_evidence_only_within_the_lab_s_own_range(client, value, extra, cleared):
+    req = body("pregnancy-hcg-positive-20d")  # positive urine hCG 2026-11-05
+    add(req, "reproductive", serum_hcg("quant", "2026-11-20T09:00:00Z", value, **extra))
+    assert (PREGNANCY in pairs(call(client, req))) is (not cleared)
+
+
+@pytest.mark.parametrize(("value", "comparator", "positive"), [
+    (25, None, False), (26, None, True),  # > 25 mIU/mL [codes.md, hCG]
+    (1000, ">", True),  # a lower bound above the cut-off is positive
+    (20, ">", False),  # a lower bound under it says neither
+])
+def test_quantitative_hcg_positive_above_25_or_as_a_bound_above_it(client, value, comparator, positive):
+    req = body("clean")
+    req["prefetch"]["reproductive"]["entry"] = []
+    req["prefetch"]["reproductive"]["total"] = 0
+    add(req, "reproductive", serum_hcg("quant", "2026-11-20T09:00:00Z", value, comparator=comparator))
+    assert (PREGNANCY in pairs(call(client, req))) is positive
+
+
 def test_a_recorded_delivery_ends_an_older_positive_test(client):
     req = body("pregnancy-hcg-positive-20d")
     add(req, "conditions", condition("delivery", ICD10, "Z37.0", "Single live birth", onset="2026-11-18"))
