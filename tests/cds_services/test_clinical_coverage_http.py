@@ -279,6 +279,33 @@ def test_each_sign_of_a_severe_reaction_alone_makes_paclitaxel_critical(client, 
     assert pairs(call(client, req)) == [("hypersensitivity", "critical")]
 
 
+@pytest.mark.parametrize("code", [
+    {"coding": [{"system": RXNORM, "code": "3008", "display": "cyclosporine"}], "text": "cyclosporine (Neoral)"},
+    {"coding": [{"system": RXNORM, "code": "3008", "display": "cyclosporine"}], "text": "Sandimmune injection"},
+    {"text": "teniposide (Vumon)"},  # no RxNorm code confirmed: matched by name
+])
+@pytest.mark.parametrize(("criticality", "reaction", "indicator"), [
+    ("high", {"manifestation": [{"coding": [{"system": SNOMED, "code": "39579001", "display": "Anaphylaxis"}]}],
+              "severity": "severe"}, "critical"),  # severe reaction to an agent with Cremophor EL or a derivative [L §4]
+    ("low", {"manifestation": [{"coding": [{"system": SNOMED, "code": "271807003", "display": "Eruption of skin"}]}],
+             "severity": "mild"}, "warning"),  # not the severe reaction L §4 names
+    (None, {"manifestation": [{"text": "rash"}]}, "warning"),  # severity unknown
+])
+def test_other_cremophor_agents_by_severity(client, code, criticality, reaction, indicator):
+    req = body("hypersensitivity-paclitaxel")
+    allergy = req["prefetch"]["allergies"]["entry"][0]["resource"]
+    allergy["code"] = code
+    allergy["reaction"] = [reaction]
+    if criticality is None:
+        allergy.pop("criticality")
+    else:
+        allergy["criticality"] = criticality
+    card = card_for(call(client, req), "hypersensitivity")
+    assert card["indicator"] == indicator
+    types = {a["type"] for s in card["suggestions"] for a in s["actions"]}
+    assert types == ({"delete"} if indicator == "critical" else {"create"})
+
+
 def test_mild_paclitaxel_reaction_is_a_warning_that_creates_the_corticosteroid(client):
     card = card_for(call(client, body("hypersensitivity-paclitaxel")), "hypersensitivity")
     assert card["indicator"] == "warning"
@@ -301,6 +328,25 @@ def test_prior_ixabepilone_reaction_warning_creates_dexamethasone_20_mg_iv_30_mi
     assert dosage["doseAndRate"] == [{"doseQuantity": {"value": 20, "unit": "mg", "system": UCUM, "code": "mg"}}]
     assert dosage["route"]["coding"] == [{"system": SNOMED, "code": "47625008", "display": "Intravenous route"}]
     assert "30 minutes before" in dosage["text"]
+
+
+def test_dexamethasone_eye_drops_do_not_stand_in_for_the_corticosteroid_premedication(client):
+    """A local form gives no systemic exposure (issue 12 item 3): the warning still creates dexamethasone 20 mg IV
+    [L §2.3]; a systemic dexamethasone draft does stand in, and the card then suggests nothing."""
+    req = body("hypersensitivity-prior-ixabepilone")
+    add(req, "medicationRequests", medication("dex-eye", "3264", "dexamethasone",
+                                              "dexamethasone 1 MG/ML Ophthalmic Suspension",
+                                              route=("54485002", "Ophthalmic route")))
+    card = card_for(call(client, req), "hypersensitivity")
+    (action,) = [a for s in card["suggestions"] for a in s["actions"]]
+    assert action["type"] == "create"
+    assert action["resource"]["medicationCodeableConcept"]["coding"][0]["code"] == "1116927"
+    draft(req, medication("draft-dex", "1116927", "dexamethasone phosphate 4 MG/ML Injectable Solution",
+                          "dexamethasone 20 mg IV 30 minutes before ixabepilone", status="draft",
+                          route=("47625008", "Intravenous route")))
+    card = card_for(call(client, req), "hypersensitivity")
+    assert card["indicator"] == "warning" and not card.get("suggestions")
+    assert "Corticosteroid already ordered: dexamethasone 20 mg IV 30 minutes before ixabepilone." in card["detail"]
 
 
 def test_severe_prior_ixabepilone_reaction_is_critical_with_only_a_cancel(client):
