@@ -395,6 +395,20 @@ def test_strong_inhibitor_counts_only_when_systemic(client, route, text, counted
     assert (("cyp3a4-strong-inhibitor", "warning") in pairs(call(client, req))) is counted
 
 
+@pytest.mark.parametrize(("codings", "text", "route"), [
+    # ciprofloxacin (moderate inhibitor [F]) with dexamethasone (strong inducer [L §7]) as ear drops (Ciprodex)
+    ([("2551", "ciprofloxacin"), ("3264", "dexamethasone")], "ciprofloxacin 3 MG/ML / dexamethasone 1 MG/ML Otic Suspension",
+     ("10547007", "Otic route")),
+    ([("6932", "miconazole")], "miconazole nitrate 100 MG Vaginal Suppository", ("16857009", "Vaginal route")),
+    ([("6135", "ketoconazole")], "ketoconazole 20 MG/ML Topical Cream", None),  # the form in the product name only
+])
+def test_otic_vaginal_and_cream_forms_raise_no_cyp3a4_card(client, codings, text, route):
+    req = body("clean")
+    order = add(req, "medicationRequests", medication("local", codings[0][0], codings[0][1], text, route=route))
+    order["medicationCodeableConcept"]["coding"] = [{"system": RXNORM, "code": c, "display": d} for c, d in codings]
+    assert call(client, req) == []
+
+
 def test_dexamethasone_eye_drops_do_not_count_as_an_inducer_but_an_oral_course_does(client):
     req = body("clean")
     add(req, "medicationRequests", medication("dex-eye", "3264", "dexamethasone",
