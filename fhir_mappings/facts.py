@@ -78,6 +78,9 @@ class Evidence:
     date: datetime | None = None
     ref: str | None = None  # "Condition/123"
     code: str | None = None  # the code that matched, e.g. a CVX code
+    # When the record was written (Condition.recordedDate), if later than ``date``: a pregnancy recorded
+    # after a negative test is newer than that test even when its onset is older (issue 12 item 1).
+    recorded: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ def condition_evidence(conditions: Iterable[Any], now: datetime | None = None) -
                 if ended is not None:
                     out[PREGNANCY_ENDED].append(Evidence(f"{label} (ended)", ended, reference_of(cond), matched))
             continue
-        evidence = Evidence(label, _onset(cond), reference_of(cond), matched)
+        evidence = Evidence(label, _onset(cond), reference_of(cond), matched, recorded=to_utc(cond.recordedDate))
         for kind in kinds:
             out[kind].append(evidence)
     return out
@@ -164,19 +164,47 @@ def _pregnancy_answer(obs: Any) -> bool | None:
     return None
 
 
+def _hcg_factor(quantity: Any) -> float | None:
+    """The factor to mIU/mL of an hCG quantity's unit, None for a unit we do not know."""
+    return _HCG_UNITS.get((quantity.code or quantity.unit or "").strip())
+
+
+def _hcg_range_high(obs: Any) -> float | None:
+    """The lab's own upper reference limit for this hCG result, in mIU/mL (None when it gives none)."""
+    for reference_range in obs.referenceRange or []:
+        high = reference_range.high
+        if high is not None and high.value is not None and (factor := _hcg_factor(high)) is not None:
+            return float(high.value) * factor
+    return None
+
+
 def _hcg_verdict(obs: Any) -> bool | None:
-    """True positive, False negative, None when the result says neither."""
+    """True positive, False negative, None when the result says neither.
+
+    A quantitative result above 25 mIU/mL is positive [codes.md], and so is a
+    lower bound above it (">1000"). Not positive is not negative: a value
+    between the lab's normal range and that cut-off is equivocal, and a
+    negative clears older pregnancy evidence. So a quantitative result is
+    negative only at or under the lab's own upper reference limit ("<5 mIU/mL"
+    with a range of up to 5). (Observation.interpretation is not among the
+    elements read, reading.READ_ELEMENTS: the lab's range says the same.)
+    """
     codes, text = _answers(obs)
     if codes & _HCG_POSITIVE or text.startswith(("positive", "detected")):
         return True
     if codes & _HCG_NEGATIVE or text.startswith(("negative", "not detected")):
         return False
     quantity = obs.valueQuantity
-    if quantity is not None and quantity.value is not None:
-        factor = _HCG_UNITS.get((quantity.code or quantity.unit or "").strip())
-        if factor is not None and quantity.comparator in (None, "<", "<="):
-            return float(quantity.value) * factor > _HCG_POSITIVE_ABOVE
-    return None
+    if quantity is None or quantity.value is None or (factor := _hcg_factor(quantity)) is None:
+        return None
+    value = float(quantity.value) * factor
+    if quantity.comparator in (None, ">", ">="):
+        if value > _HCG_POSITIVE_ABOVE:
+            return True
+        if quantity.comparator is not None:
+            return None  # at least a bound at or under the cut-off: could be either
+    high = _hcg_range_high(obs)
+    return False if high is not None and value <= high else None
 
 
 def reproductive_observations(
@@ -234,13 +262,17 @@ def current(evidence: Iterable[Evidence], verdicts: Iterable[tuple[datetime, boo
 
     Evidence without a date is kept: an active Condition with no onset cannot
     be shown to be older than the negative result, and silence would read as
-    "safe".
+    "safe". A Condition recorded after the negative result is newer than it,
+    whatever its onset: a pregnancy dated from its first day and recorded weeks
+    later, after an early negative test, still counts (issue 12 item 1: a
+    negative test clears only older evidence).
     """
     negatives = [when for when, positive in verdicts if not positive]
     if not negatives:
         return tuple(evidence)
     newest_negative = max(negatives)
-    return tuple(e for e in evidence if e.date is None or e.date > newest_negative)
+    return tuple(e for e in evidence if e.date is None or e.date > newest_negative
+                 or (e.recorded is not None and e.recorded > newest_negative))
 
 
 def allergies(resources: Iterable[Any]) -> list[Allergy]:

@@ -3,7 +3,7 @@
 The IXEMPRA diluent is polyoxyl 35 castor oil (Cremophor EL). IXEMPRA is
 contraindicated after a severe (grade 3/4) reaction to agents containing
 Cremophor EL [L §4]: a severe reaction to Cremophor itself, or to a drug
-formulated in it (paclitaxel, cyclosporine injection, teniposide), or to
+formulated in it (paclitaxel, cyclosporine, teniposide), or to
 IXEMPRA is critical. A milder or unknown-severity reaction to those drugs, or
 any prior reaction to ixabepilone that was not severe, is a warning whose
 suggestion creates the corticosteroid premedication the label names [L §2.3].
@@ -30,7 +30,7 @@ SUBSTANCE_TEXT = {
     "castor-oil": "castor oil",
     IXABEPILONE: "ixabepilone",
     "paclitaxel": "paclitaxel (Cremophor-formulated)",
-    "cyclosporine": "cyclosporine (Cremophor-formulated injection)",
+    "cyclosporine": "cyclosporine (Cremophor-formulated)",  # injection and some oral forms: see its note
     "teniposide": "teniposide (Cremophor-formulated)",
 }
 LEVEL_TEXT = {"severe": "severe", "not_severe": "not severe", "unknown": "severity not recorded"}
@@ -51,8 +51,11 @@ def severity_of(allergy: Allergy) -> tuple[Severity, str]:
 
 
 def _steroid_ordered(facts: PatientFacts, kb: Knowledge) -> list[str]:
+    """Orders of the corticosteroid that can be the premedication: eye drops or a cream of it cannot
+    (issue 12 item 3: a local form gives no systemic exposure), so they do not stand in for it."""
     steroid = kb.premedication.corticosteroid.drug
-    return [u.display for u in (*facts.draft_orders, *facts.medications) if steroid in u.drugs]
+    return [u.display for u in (*facts.draft_orders, *facts.medications)
+            if steroid in u.drugs and u.exposure != "local"]
 
 
 def _premedicate(facts: PatientFacts, kb: Knowledge) -> tuple[Suggestion, ...]:

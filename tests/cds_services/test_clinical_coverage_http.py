@@ -189,6 +189,60 @@ def test_a_newer_negative_test_clears_an_older_positive_but_not_a_newer_one(clie
     assert pairs(call(client, req)) == [PREGNANCY]
 
 
+@pytest.mark.parametrize(("recorded", "counted"), [
+    ("2026-11-24T09:00:00Z", True),  # recorded after ixa-clean's negative hCG of 2026-11-22 15:00: newer evidence
+    ("2026-11-22T16:00:00Z", True),  # an hour after the negative test
+    ("2026-11-22T15:00:00Z", False),  # at the same moment: not newer, so the negative clears it
+    ("2026-11-20T09:00:00Z", False),  # recorded before the negative test
+])
+def test_pregnancy_recorded_after_a_negative_test_counts_whatever_its_onset(client, recorded, counted):
+    """Onset is the pregnancy's first day (2026-10-01), often before an early negative test; what the negative
+    can clear is a record older than itself (issue 12 item 1), so the Condition's recordedDate counts."""
+    req = body("clean")  # negative urine hCG 2026-11-22T15:00Z
+    add(req, "conditions", condition("preg", SNOMED, "72892002", "Normal pregnancy", onset="2026-10-01",
+                                     recordedDate=recorded))
+    assert (PREGNANCY in pairs(call(client, req))) is counted
+
+
+def serum_hcg(oid: str, when: str, value: float, *, comparator: str | None = None,
+              high: float | None = None) -> dict[str, Any]:
+    """A quantitative serum hCG (LOINC 19080-1) in m[IU]/mL, with the lab's reference range if given."""
+    quantity: dict[str, Any] = {"value": value, "unit": "mIU/mL", "system": UCUM, "code": "m[IU]/mL"}
+    if comparator:
+        quantity["comparator"] = comparator
+    obs = observation(oid, "19080-1", when, valueQuantity=quantity)
+    if high is not None:
+        obs["referenceRange"] = [{"high": {"value": high, "unit": "mIU/mL", "system": UCUM, "code": "m[IU]/mL"}}]
+    return obs
+
+
+@pytest.mark.parametrize(("value", "extra", "cleared"), [
+    (3, {"high": 5}, True),  # under the lab's own upper limit: negative
+    (5, {"high": 5}, True),  # at it
+    (6, {"high": 5}, False),  # just above it and under 25 mIU/mL: equivocal, clears nothing
+    (20, {}, False),  # no range: not positive is not negative
+    (5, {"comparator": "<", "high": 5}, True),  # "<5" with the lab's range up to 5
+    (5, {"comparator": "<"}, False),  # "<5" without a range: the lab's cut-off is unknown
+])
+def test_a_quantitative_hcg_clears_older_evidence_only_within_the_lab_s_own_range(client, value, extra, cleared):
+    req = body("pregnancy-hcg-positive-20d")  # positive urine hCG 2026-11-05
+    add(req, "reproductive", serum_hcg("quant", "2026-11-20T09:00:00Z", value, **extra))
+    assert (PREGNANCY in pairs(call(client, req))) is (not cleared)
+
+
+@pytest.mark.parametrize(("value", "comparator", "positive"), [
+    (25, None, False), (26, None, True),  # > 25 mIU/mL [codes.md, hCG]
+    (1000, ">", True),  # a lower bound above the cut-off is positive
+    (20, ">", False),  # a lower bound under it says neither
+])
+def test_quantitative_hcg_positive_above_25_or_as_a_bound_above_it(client, value, comparator, positive):
+    req = body("clean")
+    req["prefetch"]["reproductive"]["entry"] = []
+    req["prefetch"]["reproductive"]["total"] = 0
+    add(req, "reproductive", serum_hcg("quant", "2026-11-20T09:00:00Z", value, comparator=comparator))
+    assert (PREGNANCY in pairs(call(client, req))) is positive
+
+
 def test_a_recorded_delivery_ends_an_older_positive_test(client):
     req = body("pregnancy-hcg-positive-20d")
     add(req, "conditions", condition("delivery", ICD10, "Z37.0", "Single live birth", onset="2026-11-18"))
@@ -225,6 +279,33 @@ def test_each_sign_of_a_severe_reaction_alone_makes_paclitaxel_critical(client, 
     assert pairs(call(client, req)) == [("hypersensitivity", "critical")]
 
 
+@pytest.mark.parametrize("code", [
+    {"coding": [{"system": RXNORM, "code": "3008", "display": "cyclosporine"}], "text": "cyclosporine (Neoral)"},
+    {"coding": [{"system": RXNORM, "code": "3008", "display": "cyclosporine"}], "text": "Sandimmune injection"},
+    {"text": "teniposide (Vumon)"},  # no RxNorm code confirmed: matched by name
+])
+@pytest.mark.parametrize(("criticality", "reaction", "indicator"), [
+    ("high", {"manifestation": [{"coding": [{"system": SNOMED, "code": "39579001", "display": "Anaphylaxis"}]}],
+              "severity": "severe"}, "critical"),  # severe reaction to an agent with Cremophor EL or a derivative [L §4]
+    ("low", {"manifestation": [{"coding": [{"system": SNOMED, "code": "271807003", "display": "Eruption of skin"}]}],
+             "severity": "mild"}, "warning"),  # not the severe reaction L §4 names
+    (None, {"manifestation": [{"text": "rash"}]}, "warning"),  # severity unknown
+])
+def test_other_cremophor_agents_by_severity(client, code, criticality, reaction, indicator):
+    req = body("hypersensitivity-paclitaxel")
+    allergy = req["prefetch"]["allergies"]["entry"][0]["resource"]
+    allergy["code"] = code
+    allergy["reaction"] = [reaction]
+    if criticality is None:
+        allergy.pop("criticality")
+    else:
+        allergy["criticality"] = criticality
+    card = card_for(call(client, req), "hypersensitivity")
+    assert card["indicator"] == indicator
+    types = {a["type"] for s in card["suggestions"] for a in s["actions"]}
+    assert types == ({"delete"} if indicator == "critical" else {"create"})
+
+
 def test_mild_paclitaxel_reaction_is_a_warning_that_creates_the_corticosteroid(client):
     card = card_for(call(client, body("hypersensitivity-paclitaxel")), "hypersensitivity")
     assert card["indicator"] == "warning"
@@ -247,6 +328,25 @@ def test_prior_ixabepilone_reaction_warning_creates_dexamethasone_20_mg_iv_30_mi
     assert dosage["doseAndRate"] == [{"doseQuantity": {"value": 20, "unit": "mg", "system": UCUM, "code": "mg"}}]
     assert dosage["route"]["coding"] == [{"system": SNOMED, "code": "47625008", "display": "Intravenous route"}]
     assert "30 minutes before" in dosage["text"]
+
+
+def test_dexamethasone_eye_drops_do_not_stand_in_for_the_corticosteroid_premedication(client):
+    """A local form gives no systemic exposure (issue 12 item 3): the warning still creates dexamethasone 20 mg IV
+    [L §2.3]; a systemic dexamethasone draft does stand in, and the card then suggests nothing."""
+    req = body("hypersensitivity-prior-ixabepilone")
+    add(req, "medicationRequests", medication("dex-eye", "3264", "dexamethasone",
+                                              "dexamethasone 1 MG/ML Ophthalmic Suspension",
+                                              route=("54485002", "Ophthalmic route")))
+    card = card_for(call(client, req), "hypersensitivity")
+    (action,) = [a for s in card["suggestions"] for a in s["actions"]]
+    assert action["type"] == "create"
+    assert action["resource"]["medicationCodeableConcept"]["coding"][0]["code"] == "1116927"
+    draft(req, medication("draft-dex", "1116927", "dexamethasone phosphate 4 MG/ML Injectable Solution",
+                          "dexamethasone 20 mg IV 30 minutes before ixabepilone", status="draft",
+                          route=("47625008", "Intravenous route")))
+    card = card_for(call(client, req), "hypersensitivity")
+    assert card["indicator"] == "warning" and not card.get("suggestions")
+    assert "Corticosteroid already ordered: dexamethasone 20 mg IV 30 minutes before ixabepilone." in card["detail"]
 
 
 def test_severe_prior_ixabepilone_reaction_is_critical_with_only_a_cancel(client):
@@ -293,6 +393,20 @@ def test_strong_inhibitor_counts_only_when_systemic(client, route, text, counted
     if route is not None:
         order["dosageInstruction"] = [{"text": "as directed", "route": route}]
     assert (("cyp3a4-strong-inhibitor", "warning") in pairs(call(client, req))) is counted
+
+
+@pytest.mark.parametrize(("codings", "text", "route"), [
+    # ciprofloxacin (moderate inhibitor [F]) with dexamethasone (strong inducer [L §7]) as ear drops (Ciprodex)
+    ([("2551", "ciprofloxacin"), ("3264", "dexamethasone")], "ciprofloxacin 3 MG/ML / dexamethasone 1 MG/ML Otic Suspension",
+     ("10547007", "Otic route")),
+    ([("6932", "miconazole")], "miconazole nitrate 100 MG Vaginal Suppository", ("16857009", "Vaginal route")),
+    ([("6135", "ketoconazole")], "ketoconazole 20 MG/ML Topical Cream", None),  # the form in the product name only
+])
+def test_otic_vaginal_and_cream_forms_raise_no_cyp3a4_card(client, codings, text, route):
+    req = body("clean")
+    order = add(req, "medicationRequests", medication("local", codings[0][0], codings[0][1], text, route=route))
+    order["medicationCodeableConcept"]["coding"] = [{"system": RXNORM, "code": c, "display": d} for c, d in codings]
+    assert call(client, req) == []
 
 
 def test_dexamethasone_eye_drops_do_not_count_as_an_inducer_but_an_oral_course_does(client):
