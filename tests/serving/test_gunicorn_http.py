@@ -134,6 +134,36 @@ def test_malformed_chunked_body_from_an_authenticated_client_is_400(start_gunico
     assert headers["connection"] == "close"
 
 
+def read_after_half_close(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    sock.shutdown(socket.SHUT_WR)  # the client is done sending, and still reads the answer
+    return read_response(sock)
+
+
+def test_a_chunked_body_cut_off_by_the_client_is_a_400_saying_so(start_gunicorn, secured_env, key):
+    """Before: Werkzeug's generic "The browser (or proxy) sent a request that this server could not understand"."""
+    server = start_gunicorn(env=secured_env)
+    head = post_head(SIGN, None, {"Authorization": bearer(token(key)), "Transfer-Encoding": "chunked"})
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(head + b"100\r\n{\"hook\": ")  # a chunk of 256 bytes announced, 9 sent
+        status, headers, body = read_after_half_close(sock)
+    assert status == 400, body
+    assert json.loads(body)["issue"][0]["diagnostics"] == (
+        "the request body could not be read: the connection ended inside a chunk")
+    assert headers["connection"] == "close"
+
+
+def test_a_body_shorter_than_its_content_length_is_a_400_saying_so(start_gunicorn, secured_env, key):
+    """Before: "malformed JSON at line 1 column 9", and keep-alive on a connection whose body never came."""
+    server = start_gunicorn(env=secured_env)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(post_head(SIGN, 500, {"Authorization": bearer(token(key))}) + b'{"hook": ')
+        status, headers, body = read_after_half_close(sock)
+    assert status == 400, body
+    assert json.loads(body)["issue"][0]["diagnostics"] == (
+        "the request body ended after 9 of the 500 bytes its Content-Length announced")
+    assert headers["connection"] == "close"
+
+
 def test_hook_answers_are_not_cached(start_gunicorn, secured_env, key):
     server = start_gunicorn(env=secured_env)
     response = requests.post(server.base_url + SIGN, json=load_json(SAMPLES / "order-sign-platelets-low.json"),
