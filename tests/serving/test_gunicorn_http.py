@@ -5,13 +5,17 @@ Flask test client has no connections and no worker processes."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 import requests
 
-from tests.conftest import SAMPLES, load_json
+from tests.conftest import ROOT, SAMPLES, load_json
+from tests.serving.conftest import free_port
 from tests.signing import bearer, client_claims, generate_ec_key, make_jwks, sign_token
 
 ISS = "https://ehr.hospital.example/cds-client"
@@ -199,3 +203,20 @@ def test_forwarded_headers_are_trusted_only_from_a_named_proxy(start_gunicorn, a
     server = start_gunicorn("tests.serving.echo_app:app", env, ready_path="/")
     seen: Any = requests.get(server.base_url + "/x", headers={"X-Forwarded-Proto": "https"}, timeout=10).json()
     assert seen["scheme"] == scheme
+
+
+# --- refusing to start ------------------------------------------------------
+
+
+def test_gunicorn_refuses_to_start_with_authentication_on_and_no_public_base_url(secured_env, tmp_path):
+    """The shipped server config exits (it does not serve with aud taken from the Host header) and
+    its log says what to set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    env.update({k: v for k, v in secured_env.items() if k != "CDS_PUBLIC_BASE_URL"})
+    env.update({"HOST": "127.0.0.1", "PORT": str(free_port()), "WEB_CONCURRENCY": "1"})
+    started = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket",
+                              "app:app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL)
+    assert started.returncode != 0
+    assert "CDS_PUBLIC_BASE_URL is not set" in started.stdout + started.stderr
+    assert "CDS_PUBLIC_BASE_URL=https://" in started.stdout + started.stderr  # says what to set
