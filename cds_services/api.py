@@ -14,6 +14,7 @@ from flask.typing import ResponseReturnValue
 
 # gunicorn (a runtime dependency) raises its own parse errors from wsgi.input (a malformed chunk), not OSError.
 from gunicorn.http.errors import ParseException as _ServerBodyError
+from werkzeug.exceptions import ClientDisconnected
 
 from .analytics import apply_silent_mode, record_served
 from .catalog import Service, discovery_document, find_service
@@ -129,6 +130,13 @@ def _body(lazy: str | None = None) -> object:
     except _ServerBodyError:
         # Only an authenticated caller gets here (the JWT is checked first).
         raise BadRequest("the request body could not be read: malformed chunked transfer encoding") from None
+    except ClientDisconnected:
+        # Werkzeug's name for the body's end of stream (gunicorn's NoMoreData) inside a chunked body:
+        # the client may still read the answer, so it says what was wrong, not Werkzeug's generic 400.
+        raise BadRequest("the request body could not be read: the connection ended inside a chunk") from None
+    if request.content_length is not None and len(data) < request.content_length:
+        raise BadRequest(f"the request body ended after {len(data)} of the {request.content_length} bytes "
+                         "its Content-Length announced")
     request.environ[_BODY_READ] = True
     body = read_json(request.content_type, data, cds.settings.max_json_depth, lazy=lazy)
     request.environ["cds.body"] = body

@@ -8,9 +8,11 @@ the server it was issued for and is never logged.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -22,6 +24,8 @@ from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
 import requests
+import urllib3.connection
+import urllib3.connectionpool
 import urllib3.exceptions
 
 log = logging.getLogger(__name__)
@@ -80,6 +84,106 @@ def remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
+class _Watch:
+    """The connection of one FHIR read, so that the hook call's thread can cut it at the deadline.
+
+    ``read_many`` stops waiting at the call's deadline, but the pool thread of
+    an unfinished read stayed on its socket for as long as the server kept
+    sending: a server that drips its headers a byte a second resets the read
+    timeout with every byte and held the thread as long as it liked. Once
+    every pool thread was held so, the reads of every other call, to any
+    server, waited in the queue until their own deadlines. ``expire`` shuts
+    the socket down, which ends the blocked read at once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connection: urllib3.connection.HTTPConnection | None = None
+        self._finished = False
+        self._expired = False
+
+    def attach(self, connection: urllib3.connection.HTTPConnection) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self._connection = connection
+            if self._expired:
+                _shut_down(connection)  # connected after the deadline passed
+
+    def finish(self) -> None:
+        """The read no longer waits on the server; its connection may go back to the pool (never cut)."""
+        with self._lock:
+            self._finished = True
+            self._connection = None
+
+    def expire(self) -> None:
+        with self._lock:
+            self._expired = True
+            if not self._finished and self._connection is not None:
+                _shut_down(self._connection)
+
+
+def _shut_down(connection: urllib3.connection.HTTPConnection) -> None:
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+_current = threading.local()  # .watch: the _Watch of the read this pool thread is doing
+
+
+def _attach_current(connection: urllib3.connection.HTTPConnection) -> None:
+    watch: _Watch | None = getattr(_current, "watch", None)
+    if watch is not None:
+        watch.attach(connection)
+
+
+def _finish_current() -> None:
+    watch: _Watch | None = getattr(_current, "watch", None)
+    if watch is not None:
+        watch.finish()
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    """Tells the read being done in this thread which connection it uses (new or from the pool)."""
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _attach_current(self)
+        super().request(*args, **kwargs)
+
+    def connect(self) -> None:
+        super().connect()
+        _attach_current(self)
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _attach_current(self)
+        super().request(*args, **kwargs)
+
+    def connect(self) -> None:
+        super().connect()
+        _attach_current(self)
+
+
+class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter on watched connections (direct ones: through an outbound proxy, a read
+    still ends at its deadline for the hook call, but its pool thread waits for the proxy)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
 class FhirClient:
     def __init__(self, settings: FhirClientSettings, session: requests.Session | None = None) -> None:
         self.settings = settings
@@ -94,7 +198,7 @@ class FhirClient:
             self.session.trust_env = False
         # As many pooled connections as concurrent queries, or urllib3 drops
         # connections under load and every query pays a new TLS handshake.
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=settings.max_workers)
+        adapter = _WatchedAdapter(pool_connections=4, pool_maxsize=settings.max_workers)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self._pool = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="fhir")
@@ -139,18 +243,21 @@ class FhirClient:
                 allow_redirects=False,  # a redirect could carry the token elsewhere
                 stream=True,
             ) as response:
-                status = response.status_code
-                if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
-                    raise FhirUnauthorized(query, f"FHIR server refused access ({status})")
-                if status == HTTPStatus.NOT_FOUND:
-                    raise FhirNotFound(query, "not found on the FHIR server (404)")
-                if HTTPStatus.MULTIPLE_CHOICES <= status < HTTPStatus.BAD_REQUEST:
-                    raise FhirBadResponse(query, f"FHIR server redirected ({status}); redirects are not followed")
-                if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
-                    raise FhirUnavailable(query, f"FHIR server error ({status})")
-                if status != HTTPStatus.OK:
-                    raise FhirBadResponse(query, f"unexpected status {status} from the FHIR server")
-                body = self._read_capped(response, query, deadline)
+                try:
+                    status = response.status_code
+                    if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
+                        raise FhirUnauthorized(query, f"FHIR server refused access ({status})")
+                    if status == HTTPStatus.NOT_FOUND:
+                        raise FhirNotFound(query, "not found on the FHIR server (404)")
+                    if HTTPStatus.MULTIPLE_CHOICES <= status < HTTPStatus.BAD_REQUEST:
+                        raise FhirBadResponse(query, f"FHIR server redirected ({status}); redirects are not followed")
+                    if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+                        raise FhirUnavailable(query, f"FHIR server error ({status})")
+                    if status != HTTPStatus.OK:
+                        raise FhirBadResponse(query, f"unexpected status {status} from the FHIR server")
+                    body = self._read_capped(response, query, deadline)
+                finally:
+                    _finish_current()  # before the connection goes back to the pool: no longer ours to cut
         except requests.Timeout:
             if deadline is not None and remaining(deadline) == 0:
                 raise FhirDeadline(query, "FHIR server did not answer within the call's deadline") from None
@@ -198,15 +305,18 @@ class FhirClient:
         """Run the queries concurrently; each key maps to its JSON or to its error.
 
         Returns by ``deadline`` whatever happens: a query not finished by then is
-        a :class:`FhirDeadline` (its thread stops at its next chunk or timeout).
+        a :class:`FhirDeadline`, and its connection is shut down so that its pool
+        thread is free at once too (:class:`_Watch`).
         """
-        futures = {key: self._pool.submit(self.read, base_url, query, token, deadline)
+        watches = {key: _Watch() for key in queries}
+        futures = {key: self._pool.submit(self._read_watched, watches[key], base_url, query, token, deadline)
                    for key, query in queries.items()}
         wait(futures.values(), timeout=remaining(deadline))
         results: dict[str, Any | FhirError] = {}
         for key, future in futures.items():
             if not future.done():
                 future.cancel()
+                watches[key].expire()  # its pool thread is free now, however long the server keeps sending
                 error: FhirError = FhirDeadline(queries[key], "FHIR server did not answer within the call's deadline")
             else:
                 try:
@@ -220,3 +330,12 @@ class FhirClient:
             log.warning("FHIR query for prefetch key %s failed: %s", key, error.reason)
             results[key] = error
         return results
+
+    def _read_watched(self, watch: _Watch, base_url: str, query: str, token: str | None,
+                      deadline: float | None) -> Any:
+        _current.watch = watch
+        try:
+            return self.read(base_url, query, token, deadline)
+        finally:
+            watch.finish()
+            _current.watch = None

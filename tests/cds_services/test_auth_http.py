@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
+import responses
 
 from cds_services.config import ConfigError
 from tests.signing import bearer, client_claims, generate_ec_key, make_jwks, sign_token, unsigned_token
@@ -108,3 +110,41 @@ def test_audience_is_the_public_base_url_whatever_the_host_header(make_app, key,
     token = sign_token(key, client_claims(ISS, "https://cds.hospital.example" + SIGN))
     response = client.post(SIGN, json=sample_request, headers={**headers, "Authorization": bearer(token)})
     assert response.status_code == 200
+
+
+# --- tokens as real EHRs issue them (through the endpoint, default settings) -------------------
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1.5e9 + 0.5], ids=["NaN", "Infinity", "fraction"])
+def test_time_claims_that_are_not_whole_finite_seconds_are_401(secured, key, sample_request, claim, value, caplog):
+    """exp NaN never expired, iat NaN passed the lifetime cap: NaN compares false with every bound."""
+    now = int(time.time())
+    claims = client_claims(ISS, AUD, now=now, nbf=now - 10)
+    claims[claim] = value
+    with caplog.at_level(logging.WARNING, logger="cds.security"):
+        assert call(secured, sample_request, sign_token(key, claims)).status_code == 401
+    assert f"{claim} is " in caplog.text and "not a whole number of seconds" in caplog.text
+
+
+def test_an_epic_shaped_token_passes_with_the_default_lifetime(secured, key, sample_request):
+    """Epic's CDS Hooks tokens: exp 15 minutes after iat, nbf 5 minutes before it (the former
+    300 s default refused every one); a token living past the one-hour default does not pass."""
+    now = int(time.time())
+    epic = client_claims(ISS, AUD, now=now, lifetime=900, nbf=now - 300)
+    assert call(secured, sample_request, sign_token(key, epic)).status_code == 200
+    long_lived = client_claims(ISS, AUD, now=now, lifetime=2 * 3600)
+    assert call(secured, sample_request, sign_token(key, long_lived)).status_code == 401
+
+
+@responses.activate
+def test_a_jku_naming_the_issuers_registered_jwks_url_is_allowed(make_app, key, sample_request):
+    jwks_url = "https://ehr.example.org/.well-known/jwks.json"
+    responses.get(jwks_url, json=make_jwks(key))
+    client = make_app({"allow_unauthenticated": False,
+                       "trusted_clients": json.dumps([{"iss": ISS, "jwks_url": jwks_url}])}).test_client()
+    token = sign_token(key, client_claims(ISS, AUD), headers={"jku": jwks_url})  # no jku_allowlist entry
+    assert call(client, sample_request, token).status_code == 200
+    other = sign_token(key, client_claims(ISS, AUD), headers={"jku": "https://ehr.example.org/other-keys"})
+    assert call(client, sample_request, other).status_code == 401
+    assert [c.request.url for c in responses.calls] == [jwks_url]

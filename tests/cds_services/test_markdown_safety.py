@@ -69,12 +69,32 @@ def lab_unit(body: dict[str, Any], text: str) -> None:
             observation["valueQuantity"] = {"value": 80, "unit": text}
 
 
+def vaccine_text(body: dict[str, Any], text: str) -> None:
+    for immunization in entry_resources(body, "immunizations"):
+        immunization["vaccineCode"]["text"] = f"MMR {text}"
+
+
+def procedure_text(body: dict[str, Any], text: str) -> None:
+    for procedure in entry_resources(body, "procedures"):
+        procedure["code"]["text"] = f"Radiotherapy {text}"
+
+
+def outcome_diagnostics(body: dict[str, Any], text: str) -> None:
+    """The EHR could not fetch a key and says why in its own words (spec 2.0 §prefetch: an
+    OperationOutcome in place of the data); with no fhirServer, check-unavailable quotes them."""
+    body["prefetch"]["procedures"] = {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "exception", "diagnostics": text}]}
+
+
 CASES: dict[str, tuple[str, Callable[[dict[str, Any], str], None]]] = {
     "allergy label": ("hypersensitivity", allergy_text),
     "interacting drug name": ("cyp3a4-strong-inhibitor", medication_text),
     "ixabepilone draft name": ("dose-check", draft_text),
     "condition label": ("neuropathy-risk", condition_text),
     "lab value as recorded": ("platelets-low", lab_unit),
+    "vaccine name": ("live-vaccine", vaccine_text),
+    "procedure name": ("radiation-recall", procedure_text),
+    "EHR's OperationOutcome text": ("platelets-low", outcome_diagnostics),
 }
 
 

@@ -10,16 +10,19 @@ within the call's FHIR deadline, never echoing the token.
 """
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 import pytest
 
-from tests.support import markdown_text
+from tests.conftest import ROOT
+from tests.support import loopback_port, markdown_text
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +85,7 @@ class SlowServer:
             daemon_threads = True
             request_queue_size = 64  # socketserver's default backlog of 5 would stall some of our 10 parallel queries
 
-        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.httpd = Server(("127.0.0.1", loopback_port()), Handler)
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/fhir"
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="slow-fhir", daemon=True)
 
@@ -274,3 +277,97 @@ def test_a_dripping_server_for_some_keys_still_gives_the_cards_of_the_others(
     text = unavailable_text(answer)
     assert "prefetch.medicationStatements could not be had" in text and "prefetch.procedures could not be had" in text
     assert "within the call's deadline" in text
+
+
+# ---------------------------------------------------------------- dripping headers: the reads stop, not only the wait
+
+SAMPLE_ORDER = "order-sign-platelets-low.json"
+EMPTY_BUNDLE = b'{"resourceType": "Bundle", "type": "searchset", "total": 0}'
+
+
+class HeaderDrippingServer(SlowServer):
+    """A FHIR server that sends its status line, then its headers one byte a second: each byte
+    resets the read timeout, and no body ever starts, so no check between chunks can end the read.
+    ``open`` counts the connections it is still dripping into."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        drip = self
+        self.open = 0
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with lock:
+                    drip.open += 1
+                try:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                    while not drip.release.wait(1.0):
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                except OSError:
+                    pass  # the service hung up
+                finally:
+                    with lock:
+                        drip.open -= 1
+                    self.close_connection = True
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd.RequestHandlerClass = Handler
+
+
+class QuickServer(SlowServer):
+    """A FHIR server that answers every search at once with an empty Bundle."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        quick = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                quick.requests.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/fhir+json")
+                self.send_header("Content-Length", str(len(EMPTY_BUNDLE)))
+                self.end_headers()
+                self.wfile.write(EMPTY_BUNDLE)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd.RequestHandlerClass = Handler
+
+
+def test_reads_cut_at_the_deadline_leave_the_fhir_threads_free_for_other_servers(service_factory):
+    """Before: the call answered at its deadline, but each read's thread stayed on the dripping
+    server as long as it kept sending. With the FHIR threads all held so, a call whose FHIR server
+    answered at once had every key time out in the queue (measured under gunicorn: five calls to a
+    header-dripping server, then every call to a healthy one was a 412 after the full deadline)."""
+    sample = json.loads((ROOT / "samples" / SAMPLE_ORDER).read_text(encoding="utf-8"))
+    with HeaderDrippingServer() as dripping, QuickServer() as quick:
+        client = service_factory(
+            # Four FHIR threads: one call's ten keys are more than the pool holds.
+            {"fhir_servers": (dripping.base_url, quick.base_url), "allow_http_fhir": True,
+             "fhir_deadline": DEADLINE, "fhir_max_workers": 4},
+            clock=lambda: datetime.now(UTC),
+        ).test_client()
+        began = time.monotonic()
+        slow = client.post(SERVICE, json=dict(sample, prefetch={}, fhirServer=dripping.base_url))
+        assert time.monotonic() - began < DEADLINE + 1.0
+        assert slow.status_code == 412
+        assert "within the call's deadline" in slow.get_json()["issue"][0]["diagnostics"]
+        # The dripping server sees its connections closed at once, not when it stops sending.
+        until = time.monotonic() + 3.0
+        while dripping.open and time.monotonic() < until:
+            time.sleep(0.05)
+        assert dripping.open == 0
+        began = time.monotonic()
+        healthy = client.post(SERVICE, json=dict(sample, prefetch={}, fhirServer=quick.base_url))
+        assert time.monotonic() - began < DEADLINE
+        assert healthy.status_code == 200, healthy.get_data(as_text=True)[:500]
+        assert "deadline" not in healthy.get_data(as_text=True)
+        assert len(quick.requests) >= 10  # every key was read from the healthy server

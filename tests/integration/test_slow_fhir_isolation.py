@@ -24,6 +24,7 @@ import pytest
 
 from tests.integration.conftest import stop_process
 from tests.integration.test_fhir_failures import DrippingServer
+from tests.support import loopback_port
 
 pytestmark = pytest.mark.integration
 
@@ -40,10 +41,10 @@ def dripping() -> Iterator[DrippingServer]:
 
 
 @pytest.fixture(scope="module")
-def service(fhir_tools: Any, dripping: DrippingServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def service(dripping: DrippingServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The shipped gunicorn.conf.py with one worker. A free port is picked here: with reuse_port
     (the shipped default) each worker binds the address itself, so ``:0`` would not say where."""
-    port = fhir_tools.free_port()
+    port = loopback_port()
     workdir = tmp_path_factory.mktemp("isolation")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
     env.update({

@@ -5,13 +5,17 @@ Flask test client has no connections and no worker processes."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 import requests
 
-from tests.conftest import SAMPLES, load_json
+from tests.conftest import ROOT, SAMPLES, load_json
+from tests.serving.conftest import free_port
 from tests.signing import bearer, client_claims, generate_ec_key, make_jwks, sign_token
 
 ISS = "https://ehr.hospital.example/cds-client"
@@ -134,6 +138,36 @@ def test_malformed_chunked_body_from_an_authenticated_client_is_400(start_gunico
     assert headers["connection"] == "close"
 
 
+def read_after_half_close(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    sock.shutdown(socket.SHUT_WR)  # the client is done sending, and still reads the answer
+    return read_response(sock)
+
+
+def test_a_chunked_body_cut_off_by_the_client_is_a_400_saying_so(start_gunicorn, secured_env, key):
+    """Before: Werkzeug's generic "The browser (or proxy) sent a request that this server could not understand"."""
+    server = start_gunicorn(env=secured_env)
+    head = post_head(SIGN, None, {"Authorization": bearer(token(key)), "Transfer-Encoding": "chunked"})
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(head + b"100\r\n{\"hook\": ")  # a chunk of 256 bytes announced, 9 sent
+        status, headers, body = read_after_half_close(sock)
+    assert status == 400, body
+    assert json.loads(body)["issue"][0]["diagnostics"] == (
+        "the request body could not be read: the connection ended inside a chunk")
+    assert headers["connection"] == "close"
+
+
+def test_a_body_shorter_than_its_content_length_is_a_400_saying_so(start_gunicorn, secured_env, key):
+    """Before: "malformed JSON at line 1 column 9", and keep-alive on a connection whose body never came."""
+    server = start_gunicorn(env=secured_env)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(post_head(SIGN, 500, {"Authorization": bearer(token(key))}) + b'{"hook": ')
+        status, headers, body = read_after_half_close(sock)
+    assert status == 400, body
+    assert json.loads(body)["issue"][0]["diagnostics"] == (
+        "the request body ended after 9 of the 500 bytes its Content-Length announced")
+    assert headers["connection"] == "close"
+
+
 def test_hook_answers_are_not_cached(start_gunicorn, secured_env, key):
     server = start_gunicorn(env=secured_env)
     response = requests.post(server.base_url + SIGN, json=load_json(SAMPLES / "order-sign-platelets-low.json"),
@@ -169,3 +203,20 @@ def test_forwarded_headers_are_trusted_only_from_a_named_proxy(start_gunicorn, a
     server = start_gunicorn("tests.serving.echo_app:app", env, ready_path="/")
     seen: Any = requests.get(server.base_url + "/x", headers={"X-Forwarded-Proto": "https"}, timeout=10).json()
     assert seen["scheme"] == scheme
+
+
+# --- refusing to start ------------------------------------------------------
+
+
+def test_gunicorn_refuses_to_start_with_authentication_on_and_no_public_base_url(secured_env, tmp_path):
+    """The shipped server config exits (it does not serve with aud taken from the Host header) and
+    its log says what to set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    env.update({k: v for k, v in secured_env.items() if k != "CDS_PUBLIC_BASE_URL"})
+    env.update({"HOST": "127.0.0.1", "PORT": str(free_port()), "WEB_CONCURRENCY": "1"})
+    started = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket",
+                              "app:app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL)
+    assert started.returncode != 0
+    assert "CDS_PUBLIC_BASE_URL is not set" in started.stdout + started.stderr
+    assert "CDS_PUBLIC_BASE_URL=https://" in started.stdout + started.stderr  # says what to set
