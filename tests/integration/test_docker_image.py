@@ -12,7 +12,7 @@ argument; the daemon has no bridge network, so the build and the container use
 the host's network, and the container listens on a free loopback port.
 
 Slow (a docker build: about a minute with the base cached, a few more to
-build the base once). Under CI=true (.ci/run sets it) a missing Docker fails
+build the base once). Under CI=true (as CI runs .ci/run) a missing Docker fails
 the run; elsewhere it is skipped with the reason.
 """
 from __future__ import annotations
