@@ -139,6 +139,22 @@ def test_some_keys_missing_and_no_fhir_server_gives_every_card_the_rest_allows(c
     assert "Pregnancy" in text and "Strong CYP3A4 inhibitor" in text  # the checks each one weakens
 
 
+def test_a_key_holding_an_operation_outcome_without_a_server_gives_the_other_cards(client, hook_request):
+    """The EHR could not fill prefetch.medicationStatements and sent no fhirServer: 200, the platelet
+    card (80,000/mm3 [L §4]) and the key named with the EHR's own words."""
+    outcome = {"resourceType": "OperationOutcome",
+               "issue": [{"severity": "error", "code": "not-supported",
+                          "diagnostics": "Resource type MedicationStatement is not supported"}]}
+    response = post(client, hook_request(medicationStatements=outcome))
+    assert response.status_code == 200
+    answer = response.get_json()
+    assert [c["indicator"] for c in answer["cards"] if c["source"]["topic"]["code"] == "platelets-low"] == ["critical"]
+    text = unavailable_text(answer)
+    assert ("prefetch.medicationStatements could not be had (the EHR sent an OperationOutcome instead "
+            "(Resource type MedicationStatement is not supported), and the request has no fhirServer") in text
+    assert "Strong CYP3A4 inhibitor" in text
+
+
 def test_missing_labs_are_not_reported_as_labs_not_on_record(client, hook_request):
     answer = post(client, hook_request(drop_prefetch=("labs",))).get_json()
     assert "labs-missing" not in rule_codes(answer)  # unknown is not "none on record"
