@@ -436,3 +436,19 @@ def test_of_two_copies_of_one_result_the_later_version_counts_and_the_conflict_i
     assert ("platelets-low" in rule_codes(answer)) is fires
     assert ("Observation/ixa-clean-plt was sent twice with different content: the later version" in
             unavailable_text(answer))
+
+
+@pytest.mark.parametrize(("value", "fires"), [(99, False), (100, False), (101, True)])  # > 2.5 x ULN 40 [L boxed warning]
+def test_a_newer_preliminary_ast_with_capecitabine_fires_at_the_threshold_and_says_preliminary(client, value, fires):
+    body = request_body("hepatic-combination")
+    final = next(e["resource"] for e in body["prefetch"]["labs"]["entry"]
+                 if e["resource"]["code"]["coding"][0]["code"] == "1920-8")
+    final["valueQuantity"]["value"] = 30  # final AST 30 U/L on 2026-11-24: normal
+    newer = copy.deepcopy(final)
+    newer.update(id="ast-prelim", status="preliminary", effectiveDateTime="2026-11-25T09:00:00Z")
+    newer["valueQuantity"]["value"] = value
+    _add_lab(body, newer)
+    answer = call(client, body)
+    assert ("hepatic-combination" in rule_codes(answer)) is fires
+    if fires:
+        assert "AST (preliminary) 2.52 x ULN" in card(answer, "hepatic-combination")["summary"]
