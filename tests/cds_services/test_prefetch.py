@@ -397,3 +397,35 @@ def test_next_links_are_followed_only_under_the_fhir_server_base(url, relative):
     from cds_services.prefetch import _relative
 
     assert _relative(FHIR, url) == relative
+
+
+# --- a draft that names its drug only by a Medication on the EHR's server ----------------
+
+IXEMPRA = {"resourceType": "Medication", "id": "med-ixempra", "code": {"coding": [
+    {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1726276",
+     "display": "ixabepilone 15 MG Injection"}]}}
+
+
+def draft_by_reference(body, med_id):
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    draft.pop("medicationCodeableConcept")
+    draft["medicationReference"] = {"reference": f"Medication/{med_id}"}
+    return body
+
+
+@responses.activate(assert_all_requests_are_fired=True)
+def test_a_draft_referencing_a_medication_on_the_server_is_read_with_one_search_and_checked(client, hook_request):
+    """The sample's platelets are 80,000/mm3 [L §4]: the card needs the draft to be known as ixabepilone."""
+    responses.get(f"{FHIR}/Medication", json=searchset(IXEMPRA), match=[
+        responses.matchers.query_param_matcher({"_id": "med-ixempra", "_count": "1"})])
+    answer = post(client, with_server(draft_by_reference(hook_request(), "med-ixempra"))).get_json()
+    assert [c["indicator"] for c in answer["cards"] if c["source"]["topic"]["code"] == "platelets-low"] == ["critical"]
+    assert len(responses.calls) == 1
+
+
+@responses.activate(assert_all_requests_are_fired=True)
+def test_a_draft_whose_medication_is_in_the_bundle_reads_nothing(client, hook_request):
+    body = draft_by_reference(hook_request(), "med-ixempra")
+    body["context"]["draftOrders"]["entry"].append({"resource": IXEMPRA})
+    answer = post(client, with_server(body)).get_json()
+    assert "platelets-low" in rule_codes(answer) and len(responses.calls) == 0
