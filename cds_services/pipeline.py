@@ -3,7 +3,8 @@
 The order matters for speed and for the EHR's patience: first decide from the
 draft orders alone whether there is an ixabepilone order to act on (most
 order-select calls are for other drugs and end here, without touching the
-FHIR server); only then gather the record, map it to facts, and run the rules.
+FHIR server, unless a draft names its drug only by a Medication the server
+holds); only then gather the record, map it to facts, and run the rules.
 """
 from __future__ import annotations
 
