@@ -452,3 +452,15 @@ def test_a_newer_preliminary_ast_with_capecitabine_fires_at_the_threshold_and_sa
     assert ("hepatic-combination" in rule_codes(answer)) is fires
     if fires:
         assert "AST (preliminary) 2.52 x ULN" in card(answer, "hepatic-combination")["summary"]
+
+
+@pytest.mark.parametrize(("ast", "fires"), [(87, False), (87.5, False), (88, True)])  # > 2.5 x 35 = 87.5 U/L
+def test_the_fitting_reference_range_sets_the_threshold_just_below_at_and_above(client, ast, fires):
+    """Female patient, ranges for men (ULN 50) and women (ULN 35): the women's sets 2.5 x ULN [L boxed warning]."""
+    body = request_body("hepatic-combination")
+    body["prefetch"]["patient"]["gender"] = "female"
+    resource = next(e["resource"] for e in body["prefetch"]["labs"]["entry"]
+                    if e["resource"]["code"]["coding"][0]["code"] == "1920-8")
+    resource["valueQuantity"] = {"value": ast, "unit": "U/L", "system": UCUM, "code": "U/L"}
+    resource["referenceRange"] = [_sexed_range(50, "248153007", "Male"), _sexed_range(35, "248152002", "Female")]
+    assert ("hepatic-combination" in rule_codes(call(client, body))) is fires
