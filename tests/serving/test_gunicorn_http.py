@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import SAMPLES, load_json
+from tests.conftest import ROOT, SAMPLES, load_json
 from tests.signing import bearer, client_claims, generate_ec_key, make_jwks, sign_token
 
 ISS = "https://ehr.hospital.example/cds-client"
@@ -169,3 +169,35 @@ def test_forwarded_headers_are_trusted_only_from_a_named_proxy(start_gunicorn, a
     server = start_gunicorn("tests.serving.echo_app:app", env, ready_path="/")
     seen: Any = requests.get(server.base_url + "/x", headers={"X-Forwarded-Proto": "https"}, timeout=10).json()
     assert seen["scheme"] == scheme
+
+
+# --- the CDS Hooks sandbox, as it called us ---------------------------------
+
+SANDBOX_CAPTURES = ROOT.parent / "shared" / "realclient" / "sandbox"
+SANDBOX_ISS = "https://sandbox.cds-hooks.org"
+
+
+@pytest.mark.parametrize("name", ["order-select-platelets-low.json", "order-sign-platelets-low.json"])
+def test_the_sandbox_requests_get_the_critical_platelet_card_from_the_real_server(start_gunicorn, tmp_path, name):
+    """Each captured body, with a token shaped as the sandbox signs it (ES384, its kid and jku; a key of
+    our own stands in for its published one), through gunicorn: platelets 80,000/mm3 [L §4]. The
+    captures' labs are of 2026-11-30: an old count is flagged as old, never dismissed."""
+    capture = load_json(SANDBOX_CAPTURES / name)
+    header = capture["jwt_header"]
+    stand_in = generate_ec_key(header["kid"], header["alg"])
+    server = start_gunicorn(env={
+        "CDS_TRUSTED_CLIENTS": json.dumps([{"iss": SANDBOX_ISS, "jwks": make_jwks(stand_in)}]),
+        "CDS_PUBLIC_BASE_URL": PUBLIC,
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'shared.sqlite3'}",
+    })
+    body = capture["request"]
+    path = f"/cds-services/ixabepilone-{body['hook']}"
+    claims = client_claims(SANDBOX_ISS, PUBLIC + path, lifetime=300)
+    assert sorted(claims) == sorted(capture["jwt_payload_claims"])
+    signed = sign_token(stand_in, claims, headers={"jku": header["jku"], "typ": header["typ"]})
+    response = requests.post(server.base_url + path, data=json.dumps(body), timeout=30,
+                             headers={"Content-Type": "application/json", "Authorization": bearer(signed)})
+    assert response.status_code == 200, response.text[:500]
+    (platelets,) = [c for c in response.json()["cards"] if c["source"]["topic"]["code"] == "platelets-low"]
+    assert platelets["indicator"] == "critical" and "80,000" in platelets["summary"]
+    assert "order unreadable" not in response.text
