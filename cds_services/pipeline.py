@@ -3,7 +3,8 @@
 The order matters for speed and for the EHR's patience: first decide from the
 draft orders alone whether there is an ixabepilone order to act on (most
 order-select calls are for other drugs and end here, without touching the
-FHIR server); only then gather the record, map it to facts, and run the rules.
+FHIR server, unless a draft names its drug only by a Medication the server
+holds); only then gather the record, map it to facts, and run the rules.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from .catalog import ORDER_SELECT, prefetch_templates
 from .fhir_client import FhirClient
 from .findings import Finding
 from .knowledge import Knowledge
-from .prefetch import gather
+from .prefetch import draft_medications, gather
 from .protocol import HookRequest
 from .rules import evaluate, unreadable_order
 
@@ -133,7 +134,13 @@ def run_hook(
     """Cards for one hook call; ``fhir_deadline`` (seconds) bounds all of its FHIR reads together."""
     deadline = time.monotonic() + fhir_deadline if fhir_deadline is not None else None
     draft_raw = resources_from_bundle(request.draft_orders)
-    parsed_drafts, draft_problems = parse_resources(draft_raw, request.patient_id)
+    # A draft that names its drug only by a Medication on the EHR's server: read it (one search), else the
+    # draft's drug, ixabepilone or not, cannot be told.
+    fetched, fetch_problems = draft_medications(
+        request, draft_raw, client, allowed_servers=allowed_servers, allow_http=allow_http, deadline=deadline
+    )
+    parsed_drafts, draft_problems = parse_resources(draft_raw + fetched, request.patient_id)
+    draft_problems = fetch_problems + draft_problems
     medications = {
         ref: r for r in parsed_drafts if r.get_resource_type() == "Medication" and (ref := reference_of(r))
     }

@@ -347,6 +347,32 @@ def _read_medications(reader: _Reader, resources: list[Any]) -> list[str]:
     return problems
 
 
+def draft_medications(
+    request: HookRequest,
+    drafts: list[Any],
+    client: FhirClient,
+    *,
+    allowed_servers: Sequence[str] = (),
+    allow_http: bool = False,
+    deadline: float | None = None,
+) -> tuple[list[Any], list[str]]:
+    """(Medications the draft orders reference by id, problem sentences), read from fhirServer with the same
+    one batched search as the record's, and only when a draft references one that the draftOrders Bundle
+    neither contains nor carries: without it, whether the draft orders ixabepilone cannot be told."""
+    if not _unresolved_medications(drafts):
+        return [], []
+    base_url, _ = _server(request, allowed_servers, allow_http)
+    if base_url is None:
+        return [], []
+    with client.waiting_slot() as slot:
+        if not slot:
+            return [], ["the Medications that the draft orders reference were not read: this service's FHIR reads "
+                        "are all busy with other calls (CDS_FHIR_MAX_WAITING_CALLS)."]
+        pool = list(drafts)
+        problems = _read_medications(_Reader(client, base_url, request.access_token, deadline), pool)
+    return pool[len(drafts):], problems
+
+
 def _safe_id(value: str) -> bool:
     """A FHIR id (R4 datatype "id"): the only thing that may go into our query URL."""
     return FHIR_ID.fullmatch(value) is not None

@@ -139,6 +139,22 @@ def test_some_keys_missing_and_no_fhir_server_gives_every_card_the_rest_allows(c
     assert "Pregnancy" in text and "Strong CYP3A4 inhibitor" in text  # the checks each one weakens
 
 
+def test_a_key_holding_an_operation_outcome_without_a_server_gives_the_other_cards(client, hook_request):
+    """The EHR could not fill prefetch.medicationStatements and sent no fhirServer: 200, the platelet
+    card (80,000/mm3 [L §4]) and the key named with the EHR's own words."""
+    outcome = {"resourceType": "OperationOutcome",
+               "issue": [{"severity": "error", "code": "not-supported",
+                          "diagnostics": "Resource type MedicationStatement is not supported"}]}
+    response = post(client, hook_request(medicationStatements=outcome))
+    assert response.status_code == 200
+    answer = response.get_json()
+    assert [c["indicator"] for c in answer["cards"] if c["source"]["topic"]["code"] == "platelets-low"] == ["critical"]
+    text = unavailable_text(answer)
+    assert ("prefetch.medicationStatements could not be had (the EHR sent an OperationOutcome instead "
+            "(Resource type MedicationStatement is not supported), and the request has no fhirServer") in text
+    assert "Strong CYP3A4 inhibitor" in text
+
+
 def test_missing_labs_are_not_reported_as_labs_not_on_record(client, hook_request):
     answer = post(client, hook_request(drop_prefetch=("labs",))).get_json()
     assert "labs-missing" not in rule_codes(answer)  # unknown is not "none on record"
@@ -381,3 +397,35 @@ def test_next_links_are_followed_only_under_the_fhir_server_base(url, relative):
     from cds_services.prefetch import _relative
 
     assert _relative(FHIR, url) == relative
+
+
+# --- a draft that names its drug only by a Medication on the EHR's server ----------------
+
+IXEMPRA = {"resourceType": "Medication", "id": "med-ixempra", "code": {"coding": [
+    {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1726276",
+     "display": "ixabepilone 15 MG Injection"}]}}
+
+
+def draft_by_reference(body, med_id):
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    draft.pop("medicationCodeableConcept")
+    draft["medicationReference"] = {"reference": f"Medication/{med_id}"}
+    return body
+
+
+@responses.activate(assert_all_requests_are_fired=True)
+def test_a_draft_referencing_a_medication_on_the_server_is_read_with_one_search_and_checked(client, hook_request):
+    """The sample's platelets are 80,000/mm3 [L §4]: the card needs the draft to be known as ixabepilone."""
+    responses.get(f"{FHIR}/Medication", json=searchset(IXEMPRA), match=[
+        responses.matchers.query_param_matcher({"_id": "med-ixempra", "_count": "1"})])
+    answer = post(client, with_server(draft_by_reference(hook_request(), "med-ixempra"))).get_json()
+    assert [c["indicator"] for c in answer["cards"] if c["source"]["topic"]["code"] == "platelets-low"] == ["critical"]
+    assert len(responses.calls) == 1
+
+
+@responses.activate(assert_all_requests_are_fired=True)
+def test_a_draft_whose_medication_is_in_the_bundle_reads_nothing(client, hook_request):
+    body = draft_by_reference(hook_request(), "med-ixempra")
+    body["context"]["draftOrders"]["entry"].append({"resource": IXEMPRA})
+    answer = post(client, with_server(body)).get_json()
+    assert "platelets-low" in rule_codes(answer) and len(responses.calls) == 0

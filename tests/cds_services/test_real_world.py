@@ -100,6 +100,17 @@ def test_a_draft_in_the_shapes_real_clients_send_gets_the_full_set_of_checks(cli
     assert pairs(call(client, _spec_shaped(body))) == pairs(call(client, body))
 
 
+def test_a_draft_bundle_whose_one_entry_is_an_object_gets_the_full_set_of_checks(client):
+    """Bundle.entry is a list in R4; one entry sent as an object is read as a list of one, like every
+    list we read (it was a 400, which switched off the platelet card: 80,000/mm3 [L §4])."""
+    body = request_body("several-findings")
+    shaped = copy.deepcopy(body)
+    (entry,) = shaped["context"]["draftOrders"]["entry"]
+    shaped["context"]["draftOrders"]["entry"] = entry
+    assert pairs(call(client, shaped)) == pairs(call(client, body))
+    assert ("platelets-low", "critical") in pairs(call(client, shaped))
+
+
 def test_dose_read_from_a_dose_and_rate_object_is_checked(client):
     """dose-check.json orders above the label dose [L §2]: read through an object, still flagged."""
     answer = call(client, _spec_shaped(request_body("dose-check")))
@@ -227,6 +238,14 @@ def test_platelets_84_in_thousands_however_spelt_is_critical(client, unit):
     answer = call(client, body)
     assert card(answer, "platelets-low")["indicator"] == "critical"
     assert "84,000" in card(answer, "platelets-low")["summary"]
+
+
+@pytest.mark.parametrize("unit", ["K/uL", "x10E3/uL", "G/L", "10^3/uL"])
+@pytest.mark.parametrize(("value", "fires"), [(99.9, True), (100, False), (100.1, False)])  # < 100,000 [L §4]
+def test_platelets_in_customary_spellings_at_the_threshold(client, unit, value, fires):
+    body = request_body("clean")
+    lab(body, "ixa-clean-plt")["valueQuantity"] = {"value": value, "unit": unit}
+    assert ("platelets-low" in rule_codes(call(client, body))) is fires
 
 
 @pytest.mark.parametrize(("unit", "value"), [("cells/uL", 84_000), ("/mm3", 84_000), ("{cells}/uL", 84_000)])
@@ -365,4 +384,83 @@ def test_the_reference_range_that_fits_the_patient_sets_the_uln(client, ranges, 
                if e["resource"]["code"]["coding"][0]["code"] == "1920-8")
     ast["valueQuantity"] = {"value": 90, "unit": "U/L", "system": UCUM, "code": "U/L"}
     ast["referenceRange"] = ranges
+    assert ("hepatic-combination" in rule_codes(call(client, body))) is fires
+
+
+def test_newest_result_in_a_unit_we_cannot_read_gives_way_to_the_newest_usable_one(client):
+    """A newer platelet count in an unknown unit is not a number: the older 84,000/mm3 is judged [L §4]."""
+    body = request_body("clean")
+    lab(body, "ixa-clean-plt")["valueQuantity"]["value"] = 84
+    newer = _add_lab(body, _platelets("plt-odd-unit", 90, "2026-11-25T09:00:00Z"))
+    newer["valueQuantity"] = {"value": 90, "unit": "10*3/L"}
+    answer = call(client, body)
+    assert card(answer, "platelets-low")["indicator"] == "critical" and "84,000" in card(answer, "platelets-low")["summary"]
+    assert "the newest Platelets (Observation/plt-odd-unit) of 2026-11-25 could not be used" in unavailable_text(answer)
+
+
+# --- a local code first, the standard one second -------------------------------------------
+
+@pytest.mark.parametrize("loinc", ["http://loinc.org", "urn:oid:2.16.840.1.113883.6.1"])
+def test_a_local_lab_code_before_loinc_still_matches(client, loinc):
+    """EHR exports put the lab's own code first; 777-3 second still makes it a platelet count [L §4]."""
+    body = request_body("clean")
+    plt = lab(body, "ixa-clean-plt")
+    plt["code"]["coding"].insert(0, {"system": "urn:oid:1.2.840.114350.1.13.0.1.7.2.768282", "code": "PLT",
+                                     "display": "PLATELET COUNT"})
+    plt["code"]["coding"][1]["system"] = loinc
+    plt["valueQuantity"]["value"] = 84
+    assert card(call(client, body), "platelets-low")["indicator"] == "critical"
+
+
+# --- two copies of one resource ------------------------------------------------------------
+
+@pytest.mark.parametrize(("meta_low", "meta_high", "fires"), [
+    # the 80,000/mm3 copy is the later version: it counts [L §4]
+    ({"lastUpdated": "2026-11-24T16:00:00Z"}, {"lastUpdated": "2026-11-24T15:30:00Z"}, True),
+    ({"versionId": "10"}, {"versionId": "9"}, True),  # numbers, not text
+    # the 245,000/mm3 copy is the later version: no platelet card
+    ({"lastUpdated": "2026-11-24T15:30:00Z"}, {"lastUpdated": "2026-11-24T16:00:00Z"}, False),
+    ({"versionId": "2"}, {"versionId": "3"}, False),
+])
+@pytest.mark.parametrize("low_first", [True, False])
+def test_of_two_copies_of_one_result_the_later_version_counts_and_the_conflict_is_said(
+        client, meta_low, meta_high, fires, low_first):
+    body = request_body("clean")
+    high = lab(body, "ixa-clean-plt")
+    low = copy.deepcopy(high)
+    low["valueQuantity"]["value"] = 80
+    high["meta"], low["meta"] = meta_high, meta_low
+    entries = body["prefetch"]["labs"]["entry"]
+    entries.insert(0 if low_first else len(entries), {"resource": low})
+    answer = call(client, body)
+    assert ("platelets-low" in rule_codes(answer)) is fires
+    assert ("Observation/ixa-clean-plt was sent twice with different content: the later version" in
+            unavailable_text(answer))
+
+
+@pytest.mark.parametrize(("value", "fires"), [(99, False), (100, False), (101, True)])  # > 2.5 x ULN 40 [L boxed warning]
+def test_a_newer_preliminary_ast_with_capecitabine_fires_at_the_threshold_and_says_preliminary(client, value, fires):
+    body = request_body("hepatic-combination")
+    final = next(e["resource"] for e in body["prefetch"]["labs"]["entry"]
+                 if e["resource"]["code"]["coding"][0]["code"] == "1920-8")
+    final["valueQuantity"]["value"] = 30  # final AST 30 U/L on 2026-11-24: normal
+    newer = copy.deepcopy(final)
+    newer.update(id="ast-prelim", status="preliminary", effectiveDateTime="2026-11-25T09:00:00Z")
+    newer["valueQuantity"]["value"] = value
+    _add_lab(body, newer)
+    answer = call(client, body)
+    assert ("hepatic-combination" in rule_codes(answer)) is fires
+    if fires:
+        assert "AST (preliminary) 2.52 x ULN" in card(answer, "hepatic-combination")["summary"]
+
+
+@pytest.mark.parametrize(("ast", "fires"), [(87, False), (87.5, False), (88, True)])  # > 2.5 x 35 = 87.5 U/L
+def test_the_fitting_reference_range_sets_the_threshold_just_below_at_and_above(client, ast, fires):
+    """Female patient, ranges for men (ULN 50) and women (ULN 35): the women's sets 2.5 x ULN [L boxed warning]."""
+    body = request_body("hepatic-combination")
+    body["prefetch"]["patient"]["gender"] = "female"
+    resource = next(e["resource"] for e in body["prefetch"]["labs"]["entry"]
+                    if e["resource"]["code"]["coding"][0]["code"] == "1920-8")
+    resource["valueQuantity"] = {"value": ast, "unit": "U/L", "system": UCUM, "code": "U/L"}
+    resource["referenceRange"] = [_sexed_range(50, "248153007", "Male"), _sexed_range(35, "248152002", "Female")]
     assert ("hepatic-combination" in rule_codes(call(client, body))) is fires

@@ -220,3 +220,35 @@ def test_gunicorn_refuses_to_start_with_authentication_on_and_no_public_base_url
     assert started.returncode != 0
     assert "CDS_PUBLIC_BASE_URL is not set" in started.stdout + started.stderr
     assert "CDS_PUBLIC_BASE_URL=https://" in started.stdout + started.stderr  # says what to set
+
+
+# --- the CDS Hooks sandbox, as it called us ---------------------------------
+
+SANDBOX_CAPTURES = ROOT.parent / "shared" / "realclient" / "sandbox"
+SANDBOX_ISS = "https://sandbox.cds-hooks.org"
+
+
+@pytest.mark.parametrize("name", ["order-select-platelets-low.json", "order-sign-platelets-low.json"])
+def test_the_sandbox_requests_get_the_critical_platelet_card_from_the_real_server(start_gunicorn, tmp_path, name):
+    """Each captured body, with a token shaped as the sandbox signs it (ES384, its kid and jku; a key of
+    our own stands in for its published one), through gunicorn: platelets 80,000/mm3 [L §4]. The
+    captures' labs are of 2026-11-30: an old count is flagged as old, never dismissed."""
+    capture = load_json(SANDBOX_CAPTURES / name)
+    header = capture["jwt_header"]
+    stand_in = generate_ec_key(header["kid"], header["alg"])
+    server = start_gunicorn(env={
+        "CDS_TRUSTED_CLIENTS": json.dumps([{"iss": SANDBOX_ISS, "jwks": make_jwks(stand_in)}]),
+        "CDS_PUBLIC_BASE_URL": PUBLIC,
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'shared.sqlite3'}",
+    })
+    body = capture["request"]
+    path = f"/cds-services/ixabepilone-{body['hook']}"
+    claims = client_claims(SANDBOX_ISS, PUBLIC + path, lifetime=300)
+    assert sorted(claims) == sorted(capture["jwt_payload_claims"])
+    signed = sign_token(stand_in, claims, headers={"jku": header["jku"], "typ": header["typ"]})
+    response = requests.post(server.base_url + path, data=json.dumps(body), timeout=30,
+                             headers={"Content-Type": "application/json", "Authorization": bearer(signed)})
+    assert response.status_code == 200, response.text[:500]
+    (platelets,) = [c for c in response.json()["cards"] if c["source"]["topic"]["code"] == "platelets-low"]
+    assert platelets["indicator"] == "critical" and "80,000" in platelets["summary"]
+    assert "order unreadable" not in response.text
