@@ -70,7 +70,10 @@ def _since_days(retention_days: int) -> int:
     raw = request.args.get("since")
     if raw is None:
         return min(DEFAULT_SINCE_DAYS, retention_days)
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= retention_days:
+    # More digits than the retention has is out of range; int() would refuse past 4,300 digits (a 500).
+    digits = raw.lstrip("0")
+    if (not (raw.isascii() and raw.isdigit()) or len(digits) > len(str(retention_days))
+            or not 1 <= int(raw) <= retention_days):
         raise BadRequest(
             f"since must be a whole number of days from 1 to {retention_days} (CDS_ANALYTICS_RETENTION_DAYS); "
             f"got {raw[:20]!r}",

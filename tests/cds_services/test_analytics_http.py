@@ -219,7 +219,8 @@ def test_since_chooses_the_window_in_days(app_at):
     assert report(now, since=1)["rules"] == []
 
 
-@pytest.mark.parametrize("since", ["0", "-3", "abc", "1.5", "401", "٣"])
+@pytest.mark.parametrize("since", ["0", "-3", "abc", "1.5", "401", "٣", "000",
+                                   pytest.param("9" * 5000, id="more-digits-than-int-reads")])
 def test_a_bad_since_is_a_400_naming_the_parameter(committee, since):
     response = committee.get(f"/analytics.json?since={since}", headers=auth())
     assert response.status_code == 400
