@@ -61,8 +61,11 @@ def _require_token() -> None:
 def _headers(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     if response.status_code == HTTPStatus.UNAUTHORIZED:
-        # Basic too, so that a browser asks for the token instead of showing the error.
-        response.headers["WWW-Authenticate"] = f"Bearer {REALM}, Basic {REALM}, charset=\"UTF-8\""
+        # Basic too, so that a browser asks for the token instead of showing the error. One challenge per
+        # header: Chromium reads a header as one challenge, so "Bearer ..., Basic ..." in one line was a
+        # Bearer challenge to it, and it showed the JSON error instead of asking.
+        response.headers["WWW-Authenticate"] = f"Bearer {REALM}"
+        response.headers.add("WWW-Authenticate", f'Basic {REALM}, charset="UTF-8"')
     return response
 
 
