@@ -86,6 +86,10 @@ SILENT_ALL = "*"
 # A bearer token shorter than this is guessable; 16 characters of a random
 # URL-safe token carry about 96 bits.
 ANALYTICS_TOKEN_MIN_LENGTH = 16
+# Retention beyond a century keeps nothing more in practice, and a cut-off before
+# year 1 cannot be computed: with 999999 ("keep forever") every purge failed and
+# the cards-served writer stopped, so no card was logged again.
+ANALYTICS_RETENTION_MAX_DAYS = 36_525
 _RULE_CODE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: it travels in a header
 
@@ -260,4 +264,9 @@ def _check(settings: Settings) -> None:
     if settings.analytics_retention_days <= 0:
         raise ConfigError(
             f"CDS_ANALYTICS_RETENTION_DAYS={settings.analytics_retention_days!r}: must be greater than 0"
+        )
+    if settings.analytics_retention_days > ANALYTICS_RETENTION_MAX_DAYS:
+        raise ConfigError(
+            f"CDS_ANALYTICS_RETENTION_DAYS={settings.analytics_retention_days!r}: at most "
+            f"{ANALYTICS_RETENTION_MAX_DAYS} days (100 years)"
         )

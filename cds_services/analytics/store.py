@@ -119,8 +119,8 @@ class ServedLog:
     call does not wait for the database. ``flush`` writes what is queued in
     the caller's thread (the analytics views call it so that a page shows this
     process's latest cards); ``close`` flushes and stops. Rows older than
-    ``retention_days`` (by ``clock``) are deleted after a successful write, at
-    most once per ``purge_every``.
+    ``retention_days`` (by ``clock``) are deleted at start and after a successful
+    write, at most once per ``purge_every``.
     """
 
     def __init__(
@@ -148,6 +148,9 @@ class ServedLog:
         self._closed = False
         self._last_purge: datetime | None = None
         create_tables(engine, [served_table])
+        # At start too, not only after a write: a service that serves no card (or whose retention was just
+        # shortened) must not keep records past the retention until its next card.
+        self._purge(clock())
         _open_logs.add(self)
 
     # ------------------------------------------------------------ writing
@@ -211,7 +214,10 @@ class ServedLog:
         now = self._clock()
         if self._last_purge is not None and now - self._last_purge < self._purge_every:
             return
-        self._last_purge = now
+        self._last_purge = now if self._purge(now) else None
+
+    def _purge(self, now: datetime) -> bool:
+        """Delete the rows older than the retention; False if the database refused (retried later)."""
         try:
             with self.engine.begin() as connection:
                 gone = connection.execute(
@@ -219,10 +225,10 @@ class ServedLog:
                 ).rowcount
         except SQLAlchemyError:
             log.exception("cards-served log: retention purge failed; will retry")
-            self._last_purge = None
-            return
+            return False
         if gone:
             log.info("cards-served log: purged %d records older than %d days", gone, self._retention.days)
+        return True
 
     def pending(self) -> int:
         with self._cond:

@@ -61,8 +61,11 @@ def _require_token() -> None:
 def _headers(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     if response.status_code == HTTPStatus.UNAUTHORIZED:
-        # Basic too, so that a browser asks for the token instead of showing the error.
-        response.headers["WWW-Authenticate"] = f"Bearer {REALM}, Basic {REALM}, charset=\"UTF-8\""
+        # Basic too, so that a browser asks for the token instead of showing the error. One challenge per
+        # header: Chromium reads a header as one challenge, so "Bearer ..., Basic ..." in one line was a
+        # Bearer challenge to it, and it showed the JSON error instead of asking.
+        response.headers["WWW-Authenticate"] = f"Bearer {REALM}"
+        response.headers.add("WWW-Authenticate", f'Basic {REALM}, charset="UTF-8"')
     return response
 
 
@@ -70,7 +73,10 @@ def _since_days(retention_days: int) -> int:
     raw = request.args.get("since")
     if raw is None:
         return min(DEFAULT_SINCE_DAYS, retention_days)
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= retention_days:
+    # More digits than the retention has is out of range; int() would refuse past 4,300 digits (a 500).
+    digits = raw.lstrip("0")
+    if (not (raw.isascii() and raw.isdigit()) or len(digits) > len(str(retention_days))
+            or not 1 <= int(raw) <= retention_days):
         raise BadRequest(
             f"since must be a whole number of days from 1 to {retention_days} (CDS_ANALYTICS_RETENTION_DAYS); "
             f"got {raw[:20]!r}",

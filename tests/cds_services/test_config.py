@@ -125,6 +125,8 @@ def test_a_16_character_token_is_enough():
     ("-30", "must be greater than 0"),
     ("a year", "expected a positive int"),
     ("365.5", "expected a positive int"),
+    ("36526", "at most 36525 days"),
+    ("999999", "at most 36525 days"),  # "keep forever": a cut-off before year 1, every purge failed
 ])
 def test_a_bad_retention_stops_the_start(value, message):
     with pytest.raises(ConfigError, match=f"CDS_ANALYTICS_RETENTION_DAYS=.*{message}"):

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from cds_services.analytics.store import ServedLog, served_rows, served_table
+from cds_services.config import ANALYTICS_RETENTION_MAX_DAYS
 
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 CARD = {
@@ -147,6 +148,27 @@ def test_purge_runs_after_a_write_and_not_again_before_its_period(engine):
         log.record(rows(1))
         log.flush()
         assert count(engine) == 2  # the 500-day-old one purged, the new one written
+    finally:
+        log.close()
+
+
+def test_records_past_the_retention_are_purged_at_start_without_a_write(engine):
+    """A worker that serves no card still purges: at start, with the retention it was started with."""
+    old = ServedLog(engine, clock=lambda: NOW, retention_days=400, flush_interval=60)
+    old.record(rows(1, NOW - timedelta(days=11)) + rows(1, NOW - timedelta(days=9)))
+    old.close()
+    assert count(engine) == 2
+    ServedLog(engine, clock=lambda: NOW, retention_days=10, flush_interval=60).close()
+    assert count(engine) == 1
+
+
+def test_the_longest_retention_the_settings_allow_still_writes_and_purges(engine):
+    """A cut-off the clock cannot compute (999999 days: before year 1) made every write fail for good."""
+    log = ServedLog(engine, clock=lambda: NOW, retention_days=ANALYTICS_RETENTION_MAX_DAYS, flush_interval=60)
+    try:
+        log.record(rows(1, NOW - timedelta(days=ANALYTICS_RETENTION_MAX_DAYS + 1)) + rows(1))
+        assert log.flush() is True
+        assert count(engine) == 1
     finally:
         log.close()
 
