@@ -157,14 +157,8 @@ class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
         _attach_current(self)
 
 
-class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach_current(self)
-        super().request(*args, **kwargs)
-
-    def connect(self) -> None:
-        super().connect()
-        _attach_current(self)
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, urllib3.connection.HTTPSConnection):
+    """The same for TLS: the MRO puts the watch in front of HTTPSConnection's own connect()."""
 
 
 class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
