@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from cds_services.rules import evaluate
 from cds_services.rules.blood_counts import neutrophils_low, platelets_low
-from tests.cds_services.rules.conftest import lab, make_facts, only, with_labs
+from tests.cds_services.rules.conftest import codes, lab, make_facts, only, with_labs
 
 
 @pytest.mark.parametrize("anc, fires", [(1499, True), (1500, False), (1501, False)])
@@ -78,3 +80,27 @@ def test_fever_in_last_24_h_is_named_febrile_neutropenia(kb, temp, hours, febril
     )
     finding = only(list(neutrophils_low(facts, kb)), "neutrophils-low")
     assert ("febrile neutropenia" in finding.summary) is febrile
+
+
+def test_a_newer_preliminary_fever_counts_over_an_older_final_normal_temperature(kb):
+    """[S] fever: >= 38.0 °C in the last 24 h; a newer preliminary result that crosses it is the one judged."""
+    final = lab("temperature", 37.0, days=10 / 24)
+    preliminary = dataclasses.replace(lab("temperature", 38.0, days=2 / 24), status="preliminary")
+    facts = dataclasses.replace(with_labs(make_facts(), neutrophils=lab("neutrophils", 800), temperature=final),
+                                preliminary_labs={"temperature": preliminary})
+    assert "febrile neutropenia" in only(list(neutrophils_low(facts, kb)), "neutrophils-low").summary
+
+
+@pytest.mark.parametrize(("analyte", "bound", "threshold"), [
+    ("platelets", 50_000, "platelets < 100,000 cells/mm3"),  # label §4: platelets < 100,000
+    ("neutrophils", 1_000, "ANC < 1,500 cells/mm3"),  # label §4: ANC < 1,500
+])
+def test_a_count_reported_only_as_a_bound_below_the_threshold_is_not_graded(kb, analyte, bound, threshold):
+    """">50,000" platelets may be 60,000 or 200,000: neither safe nor contraindicated, and said so."""
+    reported = dataclasses.replace(lab(analyte, bound), comparator=">")
+    findings = evaluate(with_labs(make_facts(), **{analyte: reported}), kb)
+    assert "platelets-low" not in codes(findings) and "neutrophils-low" not in codes(findings)
+    card = only(findings, "check-unavailable")
+    assert f">{bound:,} not graded" in card.summary
+    assert f"does not settle the threshold {threshold}" in card.detail
+    assert "a measured value is needed" in card.detail

@@ -81,3 +81,21 @@ def test_other_interactions_are_info(kb, drug_id):
 def test_strong_drugs_do_not_also_make_an_other_card(kb):
     facts = add_meds(make_facts(), drug("ketoconazole"), drug("rifampin"))
     assert list(cyp3a4_other(facts, kb)) == []
+
+
+@pytest.mark.parametrize(("rule", "record", "draft"), [
+    (cyp3a4_strong_inhibitor, "ketoconazole", "clarithromycin"),  # label §7: strong inhibitors
+    (cyp3a4_strong_inducer, "rifampin", "carbamazepine"),  # label §7: strong inducers
+])
+def test_the_suggestion_removes_only_the_drafted_interacting_order(kb, rule, record, draft):
+    """A patient already on ixabepilone (no ixabepilone draft): the interacting draft can be deleted from the order
+    list (CDS Hooks 2.0 action "delete" on a draft order's id); a medication already in the record is not an
+    order being written, so it is named on the card, not deleted."""
+    facts = add_drafts(add_meds(make_facts(orders=(), draft_orders=()), drug(record)), drug(draft, origin="draft"))
+    finding = only(list(rule(facts, kb)), rule.code)
+    remove = [s for s in finding.suggestions if any(a.type == "delete" for a in s.actions)]
+    assert len(remove) == 1
+    assert remove[0].is_recommended is True
+    assert remove[0].label == "Remove the interacting order"
+    assert [(a.type, a.resource_id) for a in remove[0].actions] == [("delete", f"MedicationRequest/{draft}-draft")]
+    assert draft in remove[0].actions[0].description and "label §7" in remove[0].actions[0].description
