@@ -7,6 +7,7 @@ import pytest
 from cds_services.rules import evaluate
 from cds_services.rules.blood_counts import neutrophils_low, platelets_low
 from tests.cds_services.rules.conftest import codes, lab, make_facts, only, with_labs
+from tests.support import markdown_text
 
 
 @pytest.mark.parametrize("anc, fires", [(1499, True), (1500, False), (1501, False)])
@@ -91,16 +92,18 @@ def test_a_newer_preliminary_fever_counts_over_an_older_final_normal_temperature
     assert "febrile neutropenia" in only(list(neutrophils_low(facts, kb)), "neutrophils-low").summary
 
 
-@pytest.mark.parametrize(("analyte", "bound", "threshold"), [
-    ("platelets", 50_000, "platelets < 100,000 cells/mm3"),  # label §4: platelets < 100,000
-    ("neutrophils", 1_000, "ANC < 1,500 cells/mm3"),  # label §4: ANC < 1,500
+@pytest.mark.parametrize(("analyte", "name", "bound", "threshold"), [
+    ("platelets", "Platelets", 50_000, "platelets < 100,000 cells/mm3"),  # label §4: platelets < 100,000
+    ("neutrophils", "ANC", 1_000, "ANC < 1,500 cells/mm3"),  # label §4: ANC < 1,500
 ])
-def test_a_count_reported_only_as_a_bound_below_the_threshold_is_not_graded(kb, analyte, bound, threshold):
+def test_a_count_reported_only_as_a_bound_below_the_threshold_is_not_graded(kb, analyte, name, bound, threshold):
     """">50,000" platelets may be 60,000 or 200,000: neither safe nor contraindicated, and said so."""
     reported = dataclasses.replace(lab(analyte, bound), comparator=">")
     findings = evaluate(with_labs(make_facts(), **{analyte: reported}), kb)
     assert "platelets-low" not in codes(findings) and "neutrophils-low" not in codes(findings)
     card = only(findings, "check-unavailable")
-    assert f">{bound:,} not graded" in card.summary
+    assert card.summary == f"Could not check: {name} >{bound:,} not graded"
+    assert markdown_text(card.detail).startswith("These checks could not run")
+    assert f"**{name} >{bound:,} not graded**: {name} >{bound:,} cells/mm3 on 2026-11-24" in markdown_text(card.detail)
     assert f"does not settle the threshold {threshold}" in card.detail
     assert "a measured value is needed" in card.detail

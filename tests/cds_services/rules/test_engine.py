@@ -151,3 +151,33 @@ def test_every_kind_of_record_data_names_the_checks_that_need_it():
     assert tuple(CHECKS_BY_DATA) == DATA_KINDS
     codes = {rule.code for rule in RULES}
     assert all(set(checks) <= codes for checks in CHECKS_BY_DATA.values())
+
+
+def test_an_unreadable_ixabepilone_order_is_one_info_card_that_says_no_check_ran(kb):
+    """No check could run, and silence would read as "safe": one check-unavailable card, every problem on it."""
+    (card,) = rules.unreadable_order(["MedicationRequest/ixa-1: dose <b>unreadable</b>", "MedicationRequest/ixa-2: no drug"], kb)
+    assert (card.rule, card.indicator) == ("check-unavailable", "info")
+    assert card.summary == "Could not check: ixabepilone order unreadable"
+    assert "**No card does not mean safe**" in card.detail
+    assert "MedicationRequest/ixa-2: no drug" in markdown_text(card.detail)
+    assert "<b>" not in card.detail  # request text is escaped in the card's Markdown (GFM, CDS Hooks 2.0)
+    assert rules.unreadable_order([], kb) == []
+
+
+def test_a_medication_line_names_where_it_is_recorded_and_its_status(kb):
+    """What a clinician needs to find the entry: the drug, which list it is on and its status, date and id."""
+    from cds_services.rules.common import use_line
+
+    def line(origin, status):
+        return use_line(dataclasses.replace(drug("ketoconazole", origin=origin), status=status))
+
+    assert line("draft", "draft") == "**ketoconazole**, draft order, 2026-11-15, MedicationRequest/ketoconazole-draft"
+    assert line("request", "active") == (
+        "**ketoconazole**, active order (active), 2026-11-15, MedicationRequest/ketoconazole-request")
+    assert line("request", "on-hold").startswith("**ketoconazole**, active order (on-hold), ")
+    assert line("request", "stopped").startswith("**ketoconazole**, order (stopped), ")
+    assert line("request", "completed").startswith("**ketoconazole**, order (completed), ")
+    assert line("statement", "active").startswith("**ketoconazole**, medication statement (active), ")
+    assert line("statement", None).startswith("**ketoconazole**, medication statement, ")
+    assert use_line(drug("ketoconazole"), "strong CYP3A4 inhibitor").endswith(
+        "MedicationRequest/ketoconazole-request: strong CYP3A4 inhibitor")

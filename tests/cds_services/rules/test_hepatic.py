@@ -142,3 +142,21 @@ def test_liver_disease_without_fresh_liver_tests(kb):
 def test_liver_disease_with_fresh_tests_is_graded_not_flagged(kb):
     facts = make_facts(liver_disease=(evidence("Cirrhosis of liver"),))
     assert list(hepatic_impairment_condition(facts, kb)) == []
+
+
+@pytest.mark.parametrize(("combination", "settles"), [
+    (False, "the monotherapy dose table [L §2.4]"),  # > 2.5 x ULN: 32 mg/m2, 20 mg/m2 or not recommended
+    (True, "the capecitabine contraindication (AST/ALT > 2.5 x ULN"),  # boxed warning
+])
+def test_an_ast_reported_only_as_a_bound_that_does_not_settle_the_table_is_not_graded(kb, combination, settles):
+    """AST ">80" U/L with ULN 40 is above 2 x ULN: it may be 90 (within 2.5 x ULN) or 500; the label's table
+    cannot be read from it, and the card says so rather than grading a guess."""
+    reported = dataclasses.replace(lab("ast", 80.0 if combination else 101.0), comparator=">")
+    facts = capecitabine_facts(ast=reported) if combination else with_labs(make_facts(), ast=reported)
+    findings = evaluate(facts, kb)
+    assert "hepatic-monotherapy" not in [f.rule for f in findings]
+    assert "hepatic-combination" not in [f.rule for f in findings]
+    card = only(findings, "check-unavailable")
+    assert "AST" in card.summary and "x ULN not graded" in card.summary
+    assert f"does not settle {settles}" in card.detail
+    assert "AST >" in card.detail and "a measured value is needed" in card.detail

@@ -107,3 +107,23 @@ def test_detail_says_what_made_it_severe(kb):
 
 def test_unrelated_allergy_is_silent(kb):
     assert list(hypersensitivity(make_facts(allergies=(allergy("famotidine"),)), kb)) == []
+
+
+@pytest.mark.parametrize(("criticality", "severity", "anaphylaxis", "graded"), [
+    # ixabepilone.md, Contraindications: severe = criticality high, severity severe, or anaphylaxis
+    ("high", None, False, ("severe", "criticality high")),
+    (None, "severe", False, ("severe", "reaction recorded as severe")),
+    (None, None, True, ("severe", "anaphylaxis")),
+    ("high", "severe", True, ("severe", "criticality high, reaction recorded as severe, anaphylaxis")),
+    ("low", "severe", False, ("severe", "reaction recorded as severe")),  # any severe sign wins
+    ("low", None, False, ("not_severe", "criticality low")),
+    (None, "mild", False, ("not_severe", "reaction recorded as mild")),
+    ("unable-to-assess", "moderate", False, ("not_severe", "reaction recorded as moderate")),
+    ("unable-to-assess", None, False, ("unknown", "neither criticality nor reaction severity says it was severe or mild")),
+])
+def test_how_severe_a_recorded_reaction_was_and_what_says_so(criticality, severity, anaphylaxis, graded):
+    from cds_services.rules.hypersensitivity import severity_of
+
+    recorded = dataclasses.replace(allergy("cremophor", criticality=criticality), severity=severity,
+                                   anaphylaxis=anaphylaxis)
+    assert severity_of(recorded) == graded

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from cds_services.rules import evaluate
 from cds_services.rules.interactions import cyp3a4_other, cyp3a4_strong_inducer, cyp3a4_strong_inhibitor
-from tests.cds_services.rules.conftest import add_drafts, add_meds, drug, make_facts, only
+from tests.cds_services.rules.conftest import add_drafts, add_meds, ago, drug, make_facts, only
+from tests.support import markdown_text
 
 
 @pytest.mark.parametrize("drug_id", ["ketoconazole", "clarithromycin", "ritonavir", "posaconazole", "nirmatrelvir"])
@@ -99,3 +102,39 @@ def test_the_suggestion_removes_only_the_drafted_interacting_order(kb, rule, rec
     assert remove[0].label == "Remove the interacting order"
     assert [(a.type, a.resource_id) for a in remove[0].actions] == [("delete", f"MedicationRequest/{draft}-draft")]
     assert draft in remove[0].actions[0].description and "label §7" in remove[0].actions[0].description
+
+
+def stopped(drug_id: str, days: float, basis: str = "MedicationRequest.dispenseRequest.validityPeriod.end"):
+    return dataclasses.replace(drug(drug_id), status="stopped", ended=ago(days), ended_basis=basis)
+
+
+@pytest.mark.parametrize(("days", "counts"), [(3, True), (6, True), (8, False)])
+def test_a_strong_inhibitor_stopped_within_about_a_week_still_counts(kb, days, counts):
+    """Label §7: after a strong CYP3A4 inhibitor stops, wait about 1 week before returning to the full dose."""
+    facts = dataclasses.replace(make_facts(), stopped_medications=(stopped("ketoconazole", days),))
+    findings = list(cyp3a4_strong_inhibitor(facts, kb))
+    assert bool(findings) is counts
+    if days == 3:  # stopped 2026-11-22: full dose again from 2026-11-29
+        detail = markdown_text(findings[0].detail)
+        assert ("stopped 2026-11-22 (MedicationRequest.dispenseRequest.validityPeriod.end); return to the full dose "
+                "about 1 week after it stopped (from 2026-11-29) [L §7]") in detail
+
+
+def test_an_active_inhibitor_order_whose_course_ended_is_named_for_review(kb):
+    """Still active in the record, but its supply ran out ten days ago: counted, and the card asks to confirm."""
+    use = dataclasses.replace(drug("clarithromycin"), ended=ago(10), ended_basis="supply of 10 days")
+    detail = markdown_text(only(list(cyp3a4_strong_inhibitor(add_meds(make_facts(), use), kb)),
+                                "cyp3a4-strong-inhibitor").detail)
+    assert ("still an active order, but its course ended 2026-11-15 (supply of 10 days; 10 d ago): "
+            "confirm it is still taken and discontinue it if not") in detail
+
+
+@pytest.mark.parametrize(("exposure", "basis", "note"), [
+    ("systemic", "route Oral", "systemic: route Oral"),
+    (None, None, "route and dose form not recorded: counted as systemic"),
+])
+def test_each_inhibitor_line_says_why_it_counts_as_systemic(kb, exposure, basis, note):
+    use = dataclasses.replace(drug("itraconazole"), exposure=exposure, exposure_basis=basis)
+    detail = markdown_text(only(list(cyp3a4_strong_inhibitor(add_meds(make_facts(), use), kb)),
+                                "cyp3a4-strong-inhibitor").detail)
+    assert f"\n  - {note}" in detail
