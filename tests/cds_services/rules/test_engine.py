@@ -181,3 +181,42 @@ def test_a_medication_line_names_where_it_is_recorded_and_its_status(kb):
     assert line("statement", None).startswith("**ketoconazole**, medication statement, ")
     assert use_line(drug("ketoconazole"), "strong CYP3A4 inhibitor").endswith(
         "MedicationRequest/ketoconazole-request: strong CYP3A4 inhibitor")
+
+
+def test_data_the_checks_could_not_use_is_listed_item_by_item_on_one_card(kb):
+    """A kind of record data that could not be had, an unusable latest result, an unusable newer result and a
+    resource not fully read: each is a line, and the card says that no card does not mean safe."""
+    newer = lab("platelets", None, days=0.5, problem="no value (specimen clotted)")
+    facts = with_labs(
+        dataclasses.replace(make_facts(), unavailable={"allergies": "FHIR server error (500)"},
+                            problems=("Observation/x: unknown element 'foo'",)),
+        neutrophils=lab("neutrophils", None, problem="unit 10*3/uL: 3000 is implausible"),
+        platelets=dataclasses.replace(lab("platelets", 150_000, days=2), newer_unusable=newer),
+    )
+    card = only(evaluate(facts, kb), "check-unavailable")
+    assert card.summary == ("Could not check: allergies not read; ANC unusable; newest Platelets unusable; "
+                            "record not fully read")
+    assert markdown_text(card.detail).splitlines()[2:] == [
+        "- **allergies not read**: prefetch.allergies could not be had (FHIR server error (500)); "
+        "checks that went without it: Hypersensitivity to Cremophor EL or ixabepilone.",
+        "- **ANC unusable**: latest ANC (Observation/neutrophils-1) recorded as '3000 10*3/uL': "
+        "unit 10*3/uL: 3000 is implausible",
+        "- **newest Platelets unusable**: the newest Platelets (Observation/platelets-1) of 2026-11-25 could not be "
+        "used (no value (specimen clotted)); the checks used the one of 2026-11-23 (Observation/platelets-1).",
+        "- **record not fully read**: Observation/x: unknown element 'foo'",
+    ]
+
+
+def test_for_a_patient_already_on_ixabepilone_only_the_checks_that_ran_are_named_and_labs_are_not_listed(kb):
+    """No ixabepilone draft, a strong inhibitor drafted, ixabepilone active in the record: only the interaction
+    and live-vaccine checks run (issue 12 item 6), so a missing kind of data names those alone, and the labs
+    they do not read are not reported."""
+    regimen = dataclasses.replace(drug("ixabepilone"), display="ixabepilone 45 MG Injection")
+    facts = with_labs(
+        dataclasses.replace(make_facts(orders=(), draft_orders=(drug("clarithromycin", origin="draft"),)),
+                            medications=(regimen,), unavailable={"medicationStatements": "FHIR server timeout"}),
+        platelets=lab("platelets", None, problem="no value"),
+    )
+    card = only(evaluate(facts, kb), "check-unavailable")
+    assert card.summary == "Could not check: medicationStatements not read"
+    assert ("checks that went without it: Strong CYP3A4 inhibitor, Strong CYP3A4 inducer.") in card.detail
