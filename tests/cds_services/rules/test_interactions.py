@@ -6,7 +6,16 @@ import pytest
 
 from cds_services.rules import evaluate
 from cds_services.rules.interactions import cyp3a4_other, cyp3a4_strong_inducer, cyp3a4_strong_inhibitor
-from tests.cds_services.rules.conftest import add_drafts, add_meds, ago, drug, make_facts, only
+from tests.cds_services.rules.conftest import (
+    add_drafts,
+    add_meds,
+    ago,
+    drug,
+    ixabepilone_order,
+    ixabepilone_resource,
+    make_facts,
+    only,
+)
 from tests.support import markdown_text
 
 
@@ -138,3 +147,28 @@ def test_each_inhibitor_line_says_why_it_counts_as_systemic(kb, exposure, basis,
     detail = markdown_text(only(list(cyp3a4_strong_inhibitor(add_meds(make_facts(), use), kb)),
                                 "cyp3a4-strong-inhibitor").detail)
     assert f"\n  - {note}" in detail
+
+
+def test_the_reduced_dose_replaces_the_whole_dosage_with_the_labels_schedule(kb):
+    """Label §2.1/§7: 20 mg/m2 with a strong inhibitor, as a 3-hour IV infusion every 3 weeks; FHIR R4 Timing,
+    SNOMED CT 47625008 (intravenous route), UCUM mg/m2. The draft's own sequence is kept; its id, medication and
+    subject are the draft's."""
+    order = dataclasses.replace(ixabepilone_order(), resource={
+        **ixabepilone_resource(), "dosageInstruction": [{"sequence": 2, "text": "40 mg/m2 daily",
+                                                         "timing": {"repeat": {"frequency": 1, "period": 1,
+                                                                               "periodUnit": "d"}}}]})
+    facts = add_meds(make_facts(orders=(order,), draft_orders=(order,)), drug("itraconazole"))
+    action = only(list(cyp3a4_strong_inhibitor(facts, kb)), "cyp3a4-strong-inhibitor").suggestions[0].actions[0]
+    assert action.resource["id"] == "ixa-1"
+    assert action.resource["subject"] == {"reference": "Patient/pat-1"}
+    assert action.resource["medicationCodeableConcept"]["coding"][0]["code"] == "1726271"
+    assert action.resource["dosageInstruction"] == [{
+        "sequence": 2,
+        "text": "20 mg/m2 IV over 3 hours every 3 weeks (strong CYP3A4 inhibitor, label §7)",
+        "timing": {"repeat": {"frequency": 1, "period": 3, "periodUnit": "wk", "duration": 3, "durationUnit": "h"}},
+        "route": {"coding": [{"system": "http://snomed.info/sct", "code": "47625008", "display": "Intravenous route"}],
+                  "text": "intravenous"},
+        "doseAndRate": [{"doseQuantity": {"value": 20, "unit": "mg/m2", "system": "http://unitsofmeasure.org",
+                                          "code": "mg/m2"}}],
+    }]
+    assert facts.orders[0].resource["dosageInstruction"][0]["sequence"] == 2  # the draft itself is unchanged
