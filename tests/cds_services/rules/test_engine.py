@@ -4,12 +4,15 @@ import dataclasses
 import logging
 from collections import Counter
 
+import pytest
+
 from cds_services import rules
 from cds_services.rules import evaluate
 from cds_services.rules.common import Rule
 from fhir_mappings.facts import Dose
 from tests.cds_services.rules.conftest import (
     add_meds,
+    ago,
     allergy,
     drug,
     evidence,
@@ -220,3 +223,33 @@ def test_for_a_patient_already_on_ixabepilone_only_the_checks_that_ran_are_named
     card = only(evaluate(facts, kb), "check-unavailable")
     assert card.summary == "Could not check: medicationStatements not read"
     assert ("checks that went without it: Strong CYP3A4 inhibitor, Strong CYP3A4 inducer.") in card.detail
+
+
+def on_ixabepilone(course, *drafts):
+    return make_facts(orders=(), draft_orders=drafts or (drug("clarithromycin", origin="draft"),),
+                      medications=tuple(c for c in course if c.status not in ("stopped", "completed")),
+                      stopped_medications=tuple(c for c in course if c.status in ("stopped", "completed")))
+
+
+def ixabepilone_course(status="active", *, days=None):
+    use = dataclasses.replace(drug("ixabepilone"), display="ixabepilone 45 MG Injection", status=status)
+    return dataclasses.replace(use, ended=ago(days)) if days is not None else use
+
+
+@pytest.mark.parametrize(("course", "named"), [
+    ((ixabepilone_course(),), "(active order)"),
+    ((ixabepilone_course("completed", days=10),), "(ixabepilone given 2026-11-15)"),
+    ((ixabepilone_course("completed", days=20), ixabepilone_course("stopped", days=5)),
+     "(ixabepilone given 2026-11-20)"),  # the latest dose given
+    ((ixabepilone_course("completed", days=21),), "(ixabepilone given 2026-11-04)"),  # next cycle due: still on it
+    ((ixabepilone_course("completed", days=22),), None),  # past one 3-week cycle [L §2.1]: not on ixabepilone
+])
+def test_a_strong_inhibitor_ordered_for_a_patient_on_ixabepilone_names_the_course(kb, course, named):
+    findings = evaluate(on_ixabepilone(course), kb)
+    if named is None:
+        assert findings == []
+        return
+    card = only(findings, "cyp3a4-strong-inhibitor")
+    assert card.summary == f"Strong CYP3A4 inhibitor clarithromycin for a patient on ixabepilone {named}: avoid, or use 20 mg/m2"
+    assert "**The patient is on ixabepilone** (an active order, or one given in the last 21 days, one cycle" in card.detail
+    assert "- **ixabepilone 45 MG Injection**" in card.detail
