@@ -1,0 +1,59 @@
+"""The helpers every card's text goes through (cds_services/rules/common.py, assess.py): what a clinician reads.
+
+Dates are against the rules' fixed clock, 2026-11-25T15:00Z (conftest NOW).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from cds_services.rules.common import evidence_line, newest
+from cds_services.rules.interactions import cyp3a4_strong_inhibitor
+from fhir_mappings.facts import Evidence
+from tests.cds_services.rules.conftest import add_drafts, add_meds, ago, drug, make_facts, only
+from tests.support import markdown_text
+
+
+def test_an_evidence_line_says_what_when_how_long_ago_which_code_and_which_resource():
+    facts = make_facts()
+    radiotherapy = Evidence(label="Radiotherapy", date=ago(20), ref="Procedure/p1", code="108290001")
+    assert evidence_line(facts, radiotherapy) == "- **Radiotherapy**, 2026-11-05 (20 d ago), code 108290001, Procedure/p1"
+    assert evidence_line(facts, Evidence(label="Radiotherapy", date=ago(hours=3))) == (
+        "- **Radiotherapy**, 2026-11-25 (today)")
+    assert evidence_line(facts, Evidence(label="Radiotherapy", date=None, ref="Procedure/p2")) == (
+        "- **Radiotherapy**, date unknown, Procedure/p2")
+
+
+def test_the_newest_dated_record_is_the_one_shown():
+    old, recent, undated = (Evidence(label="a", date=ago(30)), Evidence(label="b", date=ago(2)),
+                            Evidence(label="c", date=None))
+    assert newest([old, undated, recent]) is recent
+    assert newest([recent, old]) is recent
+    assert newest([undated]) is None
+    assert newest([]) is None
+
+
+def test_a_local_form_of_an_inhibitor_is_named_as_not_counted_and_a_systemic_one_counts():
+    """Ketoconazole shampoo or cream gives no systemic exposure expected (no source gives a systemic effect):
+    named on the card as not counted, with how the form was decided; oral itraconazole beside it counts."""
+    shampoo = dataclasses.replace(drug("ketoconazole", display="ketoconazole 2% shampoo"), exposure="local",
+                                  exposure_basis="dose form Shampoo")
+    facts = add_meds(make_facts(), shampoo, drug("itraconazole"))
+    detail = markdown_text(only(list(cyp3a4_strong_inhibitor(facts, make_kb())), "cyp3a4-strong-inhibitor").detail)
+    assert ("Not counted (local use, no systemic exposure expected; no source gives a systemic effect):\n"
+            "- **ketoconazole 2% shampoo**, active order (active), 2026-11-15, MedicationRequest/ketoconazole-request: "
+            "dose form Shampoo") in detail
+    assert "**itraconazole**" in detail
+    only_local = add_meds(make_facts(), shampoo)
+    assert list(cyp3a4_strong_inhibitor(only_local, make_kb())) == []
+    # A patient already on ixabepilone: the drafts are what is checked, and a local draft is named the same way.
+    regimen = dataclasses.replace(drug("ixabepilone"), status="active")
+    drafted = add_drafts(make_facts(orders=(), draft_orders=(), medications=(regimen,)),
+                         dataclasses.replace(shampoo, origin="draft", status="draft"), drug("clarithromycin", origin="draft"))
+    detail = markdown_text(only(list(cyp3a4_strong_inhibitor(drafted, make_kb())), "cyp3a4-strong-inhibitor").detail)
+    assert "Not counted (local use" in detail and "**ketoconazole 2% shampoo**, draft order" in detail
+
+
+def make_kb():
+    from cds_services.knowledge import load_knowledge
+
+    return load_knowledge()
