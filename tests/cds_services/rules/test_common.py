@@ -32,28 +32,23 @@ def test_the_newest_dated_record_is_the_one_shown():
     assert newest([]) is None
 
 
-def test_a_local_form_of_an_inhibitor_is_named_as_not_counted_and_a_systemic_one_counts():
+def test_a_local_form_of_an_inhibitor_is_named_as_not_counted_and_a_systemic_one_counts(kb):
     """Ketoconazole shampoo or cream gives no systemic exposure expected (no source gives a systemic effect):
     named on the card as not counted, with how the form was decided; oral itraconazole beside it counts."""
     shampoo = dataclasses.replace(drug("ketoconazole", display="ketoconazole 2% shampoo"), exposure="local",
                                   exposure_basis="dose form Shampoo")
     facts = add_meds(make_facts(), shampoo, drug("itraconazole"))
-    detail = markdown_text(only(list(cyp3a4_strong_inhibitor(facts, make_kb())), "cyp3a4-strong-inhibitor").detail)
+    detail = markdown_text(only(list(cyp3a4_strong_inhibitor(facts, kb)), "cyp3a4-strong-inhibitor").detail)
     assert ("Not counted (local use, no systemic exposure expected; no source gives a systemic effect):\n"
             "- **ketoconazole 2% shampoo**, active order (active), 2026-11-15, MedicationRequest/ketoconazole-request: "
             "dose form Shampoo") in detail
     assert "**itraconazole**" in detail
     only_local = add_meds(make_facts(), shampoo)
-    assert list(cyp3a4_strong_inhibitor(only_local, make_kb())) == []
+    assert list(cyp3a4_strong_inhibitor(only_local, kb)) == []
     # A patient already on ixabepilone: the drafts are what is checked, and a local draft is named the same way.
     regimen = dataclasses.replace(drug("ixabepilone"), status="active")
     drafted = add_drafts(make_facts(orders=(), draft_orders=(), medications=(regimen,)),
                          dataclasses.replace(shampoo, origin="draft", status="draft"), drug("clarithromycin", origin="draft"))
-    detail = markdown_text(only(list(cyp3a4_strong_inhibitor(drafted, make_kb())), "cyp3a4-strong-inhibitor").detail)
+    detail = markdown_text(only(list(cyp3a4_strong_inhibitor(drafted, kb)), "cyp3a4-strong-inhibitor").detail)
     assert "Not counted (local use" in detail and "**ketoconazole 2% shampoo**, draft order" in detail
 
-
-def make_kb():
-    from cds_services.knowledge import load_knowledge
-
-    return load_knowledge()
