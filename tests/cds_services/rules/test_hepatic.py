@@ -160,3 +160,32 @@ def test_an_ast_reported_only_as_a_bound_that_does_not_settle_the_table_is_not_g
     assert "AST" in card.summary and "x ULN not graded" in card.summary
     assert f"does not settle {settles}" in card.detail
     assert "AST >" in card.detail and "a measured value is needed" in card.detail
+
+
+def test_liver_disease_without_current_liver_tests_lists_each_missing_one_and_why(kb):
+    """Label §2.4: the monotherapy dose depends on AST, ALT and bilirubin; a recorded liver disease without a
+    current panel (project window 14 days) is a warning that names each test: old, unusable or absent."""
+    facts = with_labs(make_facts(liver_disease=(evidence("Cirrhosis of liver", days=200),)),
+                      ast=lab("ast", 35.0, days=20), alt=lab("alt", None, problem="no value"), bilirubin=None)
+    finding = only(list(hepatic_impairment_condition(facts, kb)), "hepatic-impairment-condition")
+    assert finding.summary == "Cirrhosis of liver on record, no current AST, ALT, Bilirubin: dose cannot be graded"
+    lines = finding.detail.splitlines()
+    assert lines[0] == "- Cirrhosis of liver, 2026-05-09, Condition/c-1"
+    assert lines[1].startswith("- AST: latest AST 35 U/L on 2026-11-05") and lines[1].endswith(
+        ", outside the 14-day window")
+    assert lines[2:4] == ["- ALT: latest result unusable (no value)", "- Bilirubin: none on record"]
+    assert lines[5] == ("**Label:** the monotherapy dose depends on AST, ALT and bilirubin (40, 32 or 20 mg/m2, or not "
+                        "recommended) [L §2.4]; with capecitabine, raised values are a contraindication [L §4].")
+    assert lines[7].startswith("**What to do:** order AST, ALT and total bilirubin and review them before dosing "
+                               "(window 14 d ")
+    undated = make_facts(liver_disease=(evidence("Hepatitis C", days=None),))
+    undated = with_labs(undated, ast=None)
+    assert only(list(hepatic_impairment_condition(undated, kb)), "hepatic-impairment-condition").detail.startswith(
+        "- Hepatitis C, Condition/c-1\n- AST: none on record\n")
+
+
+def test_liver_disease_is_not_flagged_when_no_lab_data_could_be_had(kb):
+    """Without the labs at all, "no current AST" would be untrue: the check-unavailable card says it instead."""
+    facts = dataclasses.replace(make_facts(liver_disease=(evidence("Cirrhosis of liver"),)),
+                                labs={}, unavailable={"labs": "FHIR server error (500)"})
+    assert list(hepatic_impairment_condition(facts, kb)) == []
