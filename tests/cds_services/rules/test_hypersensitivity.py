@@ -127,3 +127,19 @@ def test_how_severe_a_recorded_reaction_was_and_what_says_so(criticality, severi
     recorded = dataclasses.replace(allergy("cremophor", criticality=criticality), severity=severity,
                                    anaphylaxis=anaphylaxis)
     assert severity_of(recorded) == graded
+
+
+def test_the_premedication_suggestion_is_recommended_and_says_what_it_orders(kb):
+    """Label §2.3: after a reaction to IXEMPRA, dexamethasone 20 mg IV 30 minutes before the infusion."""
+    (suggestion,) = card(kb, "ixabepilone", criticality="low").suggestions
+    assert suggestion.is_recommended is True
+    assert suggestion.label == "Order dexamethasone 20 mg IV premedication"
+    (action,) = suggestion.actions
+    assert action.description.startswith("Corticosteroid premedication: dexamethasone 20 mg IV")
+    assert action.description.endswith(" [L §2.3]")
+
+
+def test_no_premedication_suggestion_when_the_corticosteroid_is_already_ordered(kb):
+    facts = add_drafts(make_facts(allergies=(dataclasses.replace(allergy("ixabepilone", criticality="low")),)),
+                       drug("dexamethasone", origin="draft", display="dexamethasone 4 MG/ML Injectable Solution"))
+    assert only(list(hypersensitivity(facts, kb)), "hypersensitivity").suggestions == ()
