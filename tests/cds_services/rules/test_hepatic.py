@@ -189,3 +189,26 @@ def test_liver_disease_is_not_flagged_when_no_lab_data_could_be_had(kb):
     facts = dataclasses.replace(make_facts(liver_disease=(evidence("Cirrhosis of liver"),)),
                                 labs={}, unavailable={"labs": "FHIR server error (500)"})
     assert list(hepatic_impairment_condition(facts, kb)) == []
+
+
+def test_the_boxed_warning_card_shows_each_value_as_a_multiple_of_its_uln(kb):
+    """Boxed warning, §4, §5.3: with capecitabine, contraindicated when AST or ALT > 2.5 x ULN or bilirubin
+    > 1 x ULN. AST 120 U/L with ULN 40 is 3 x ULN; bilirubin 1.5 mg/dL with ULN 1.2 is 1.25 x ULN."""
+    facts = capecitabine_facts(ast=lab("ast", 120.0), bilirubin=lab("bilirubin", 1.5))
+    finding = only(list(hepatic_combination(facts, kb)), "hepatic-combination")
+    assert finding.summary == ("AST 3 x ULN, Bilirubin 1.25 x ULN with capecitabine: ixabepilone contraindicated "
+                               "(boxed warning)")
+    assert finding.detail.splitlines() == [
+        "- AST 120 U/L on 2026-11-24 (1 d ago, Observation/ast-1; recorded as 120.0 U/L): **3 x ULN**; "
+        "ULN 40 U/L (lab reference range)",
+        "- Bilirubin 1.5 mg/dL on 2026-11-24 (1 d ago, Observation/bilirubin-1): **1.25 x ULN**; "
+        "ULN 1.2 mg/dL (lab reference range)",
+        "- Capecitabine: **capecitabine 500 MG Oral Tablet**, active order (active), 2026-11-15, "
+        "MedicationRequest/capecitabine-request",
+        "",
+        "**Label (boxed warning):** with capecitabine, IXEMPRA is contraindicated when AST or ALT > 2.5 x ULN or "
+        "bilirubin > 1 x ULN: higher risk of toxicity and neutropenia-related death [L Boxed warning; §4; §5.3].",
+        "",
+        "**What to do:** do not give the combination; review liver tests and the regimen.",
+    ]
+    assert [(a.type, a.resource_id) for s in finding.suggestions for a in s.actions] == [("delete", "MedicationRequest/ixa-1")]

@@ -172,3 +172,43 @@ def test_the_reduced_dose_replaces_the_whole_dosage_with_the_labels_schedule(kb)
                                           "code": "mg/m2"}}],
     }]
     assert facts.orders[0].resource["dosageInstruction"][0]["sequence"] == 2  # the draft itself is unchanged
+
+
+def test_the_strong_inducer_card_quotes_the_label(kb):
+    """Label §7: avoid strong CYP3A4 inducers (rifampin lowered ixabepilone AUC by 43%, §12.3); if unavoidable,
+    raise gradually toward 60 mg/m2 over 4 hours with close monitoring; St John's wort (ixabepilone.md)."""
+    finding = only(list(cyp3a4_strong_inducer(add_meds(make_facts(), drug("rifampin")), kb)), "cyp3a4-strong-inducer")
+    assert finding.summary == "Strong CYP3A4 inducer rifampin: may lower ixabepilone levels; avoid"
+    assert markdown_text(finding.detail).splitlines() == [
+        "- **rifampin**, active order (active), 2026-11-15, MedicationRequest/rifampin-request: rifampin [L §7] "
+        "(Lowered ixabepilone AUC by 43% [L §12.3].)",
+        "  - route and dose form not recorded: counted as systemic",
+        "",
+        "Only chronic, systemic use counts: active medications, and draft orders other than a dexamethasone "
+        "premedication; local forms (eye drops, creams, shampoos) do not.",
+        "",
+        "**Label:** avoid strong CYP3A4 inducers (rifampin lowered ixabepilone AUC by 43%). If one cannot be avoided, "
+        "the dose may be raised gradually toward 60 mg/m2 given over 4 hours, with close monitoring [L §7].",
+        "",
+        "- St John's wort is a strong CYP3A4 inducer and may lower ixabepilone levels unpredictably: the patient "
+        "should not take it [L §7; S].",
+        "",
+        "**What to do:** choose an alternative without CYP3A4 induction where possible.",
+    ]
+    assert finding.suggestions == ()  # an ixabepilone draft is being written: the inducer is not ours to delete
+
+
+def test_the_moderate_interaction_card_says_the_label_gives_no_dose_change(kb):
+    finding = only(list(cyp3a4_other(add_meds(make_facts(), drug("fluconazole")), kb)), "cyp3a4-other")
+    assert finding.summary == "CYP3A4 interaction: fluconazole (moderate inhibitor) may change ixabepilone levels"
+    assert markdown_text(finding.detail).splitlines() == [
+        "- **fluconazole**, active order (active), 2026-11-15, MedicationRequest/fluconazole-request: "
+        "fluconazole [F CYP3A moderate inhibitors]",
+        "  - route and dose form not recorded: counted as systemic",
+        "",
+        "Moderate and weak CYP3A4 inhibitors or inducers change ixabepilone exposure less than strong ones; the label "
+        "gives no dose change for them [L §7; F]. Monitor for toxicity (inhibitors) or reduced effect (inducers).",
+        "",
+        "- Grapefruit and grapefruit juice inhibit CYP3A4 and may raise ixabepilone levels: the patient should avoid "
+        "them during treatment [L §7; S].",
+    ]
