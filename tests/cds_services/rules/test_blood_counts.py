@@ -107,3 +107,39 @@ def test_a_count_reported_only_as_a_bound_below_the_threshold_is_not_graded(kb, 
     assert f"**{name} >{bound:,} not graded**: {name} >{bound:,} cells/mm3 on 2026-11-24" in markdown_text(card.detail)
     assert f"does not settle the threshold {threshold}" in card.detail
     assert "a measured value is needed" in card.detail
+
+
+def test_the_febrile_neutropenia_card_quotes_the_label_on_cycles_and_dose(kb):
+    """Label §4, §2.2: no course or cycle unless ANC >= 1,500 and platelets >= 100,000 cells/mm3; after febrile
+    neutropenia reduce the next dose by 20%. Fever >= 38.0 °C within 24 h [S] (ixabepilone.md, Fever)."""
+    facts = with_labs(make_facts(), neutrophils=lab("neutrophils", 900), temperature=lab("temperature", 38.4, days=0.2))
+    finding = only(list(neutrophils_low(facts, kb)), "neutrophils-low")
+    assert finding.summary == "ANC 900/mm3 < 1,500 with fever 38.4 °C: febrile neutropenia, ixabepilone contraindicated"
+    assert finding.detail.splitlines() == [
+        "- **ANC 900 cells/mm3 on 2026-11-24 (1 d ago, Observation/neutrophils-1)**; threshold < 1,500 cells/mm3 "
+        "[L §4 Contraindications; §2.2].",
+        "- **Fever**: Temperature 38.4 Cel on 2026-11-25 (today, Observation/temperature-1) (≥ 38.0 °C within 24 h "
+        "[S Fever]): treat as febrile neutropenia; after febrile neutropenia the label reduces the next dose by 20% "
+        "[L §2.2].",
+        "",
+        "**Label:** do not begin a course, or any new cycle, unless ANC ≥ 1,500 cells/mm3 and platelets ≥ 100,000 "
+        "cells/mm3 [L §4; §2.2].",
+        "",
+        "**What to do:** hold the ixabepilone order and repeat the CBC; treat only once ANC ≥ 1,500 cells/mm3.",
+    ]
+    assert [(a.type, a.resource_id) for s in finding.suggestions for a in s.actions] == [("delete", "MedicationRequest/ixa-1")]
+
+
+def test_the_platelet_card_quotes_the_later_cycle_reduction(kb):
+    """Label §2.2: platelets < 25,000/mm3 (or < 50,000 with bleeding): reduce by 20% in later cycles."""
+    finding = only(list(platelets_low(with_labs(make_facts(), platelets=lab("platelets", 80_000)), kb)), "platelets-low")
+    assert finding.detail.splitlines() == [
+        "- **Platelets 80,000 cells/mm3 on 2026-11-24 (1 d ago, Observation/platelets-1)**; threshold < 100,000 "
+        "cells/mm3 [L §4 Contraindications; §2.2].",
+        "",
+        "**Label:** do not begin a course, or any new cycle, unless ANC ≥ 1,500 cells/mm3 and platelets ≥ 100,000 "
+        "cells/mm3 [L §4; §2.2].",
+        "",
+        "**What to do:** hold the ixabepilone order and repeat the CBC; platelets < 25,000/mm3 (or < 50,000 with "
+        "bleeding) call for a 20% dose reduction in later cycles [L §2.2].",
+    ]
