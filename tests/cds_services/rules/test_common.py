@@ -52,3 +52,39 @@ def test_a_local_form_of_an_inhibitor_is_named_as_not_counted_and_a_systemic_one
     detail = markdown_text(only(list(cyp3a4_strong_inhibitor(drafted, kb)), "cyp3a4-strong-inhibitor").detail)
     assert "Not counted (local use" in detail and "**ketoconazole 2% shampoo**, draft order" in detail
 
+
+
+def test_cancelling_names_each_ixabepilone_draft_and_says_order_or_orders(kb):
+    """CDS Hooks 2.0: a "delete" action names the draft order's id; one suggestion, recommended."""
+    from cds_services.rules.common import delete_orders
+    from tests.cds_services.rules.conftest import ixabepilone_order
+
+    one = ixabepilone_order()
+    (suggestion,) = delete_orders(make_facts(orders=(one,)))
+    assert (suggestion.label, suggestion.is_recommended) == ("Cancel the ixabepilone order", True)
+    assert [(a.type, a.resource_id, a.description) for a in suggestion.actions] == [
+        ("delete", "MedicationRequest/ixa-1", "Remove the draft order ixabepilone 45 MG Injection")]
+    two = (one, ixabepilone_order(ref="MedicationRequest/ixa-2"), dataclasses.replace(one, ref=None))
+    (suggestion,) = delete_orders(make_facts(orders=two))
+    assert suggestion.label == "Cancel the ixabepilone orders"
+    assert [a.resource_id for a in suggestion.actions] == ["MedicationRequest/ixa-1", "MedicationRequest/ixa-2"]
+    assert delete_orders(make_facts(orders=(dataclasses.replace(one, ref=None),))) == ()
+
+
+def test_a_reduction_updates_only_the_drafts_above_the_new_dose(kb):
+    """Label §7: 20 mg/m2 with a strong CYP3A4 inhibitor; a draft already at 20 mg/m2 is left alone."""
+    from cds_services.rules.common import reduce_orders
+    from tests.cds_services.rules.conftest import ixabepilone_order
+
+    high, at = ixabepilone_order(40), ixabepilone_order(20, ref="MedicationRequest/ixa-2")
+    (suggestion,) = reduce_orders(make_facts(orders=(high, at)), 20, "strong CYP3A4 inhibitor, label §7")
+    assert (suggestion.label, suggestion.is_recommended) == ("Reduce ixabepilone to 20 mg/m2", True)
+    (action,) = suggestion.actions
+    assert (action.type, action.description) == (
+        "update", "Change ixabepilone 45 MG Injection to 20 mg/m2 (strong CYP3A4 inhibitor, label §7)")
+    assert reduce_orders(make_facts(orders=(at,)), 20, "x") == ()
+    assert reduce_orders(make_facts(orders=(ixabepilone_order(40, resource=False),)), 20, "x") == ()
+    # 35 mg for 1.66 m2 is 21.1 mg/m2: above 20, so updated; 33 mg is 19.9 mg/m2: left alone.
+    by_mg = (ixabepilone_order(mg=35), ixabepilone_order(mg=33, ref="MedicationRequest/ixa-2"))
+    (suggestion,) = reduce_orders(make_facts(orders=by_mg), 20, "x", bsa=1.66)
+    assert len(suggestion.actions) == 1
