@@ -87,3 +87,28 @@ def test_two_orders_one_card(kb):
     facts = with_labs(make_facts(orders=(a, b), draft_orders=(a, b)), height=lab("height", 180), weight=lab("weight", 80))
     finding = only(list(dose_check(facts, kb)), "dose-check")
     assert finding.summary == "Ixabepilone dose: 1 above the label dose, 1 cannot be verified"
+
+
+def test_the_dose_card_shows_the_arithmetic_from_the_label(kb):
+    """Label §2: 40 mg/m2; BSA by Mosteller, sqrt(165 cm x 68 kg / 3600) = 1.77 m2 (ixabepilone.md), so 70.6 mg,
+    flagged above 77.7 mg (the project's 10%); 100 mg is 42% above. BSA over 2.2 m2 counts as 2.2 m2."""
+    order = ixabepilone_order(mg=100)
+    finding = only(list(dose_check(make_facts(orders=(order,), draft_orders=(order,)), kb)), "dose-check")
+    assert finding.summary == "Ixabepilone 100 mg > 70.6 mg (40 mg/m2 x 1.77 m2) by 42%"
+    assert finding.detail.splitlines() == [
+        "- ixabepilone 45 MG Injection: **100 mg** ordered; label dose 40 mg/m2 x 1.77 m2 = 70.6 mg, flagged above "
+        "77.7 mg; BSA 1.77 m2 (Mosteller; height 165 cm on 2026-08-17, weight 68 kg on 2026-11-22)",
+        "",
+        "**Label dose for this patient:** label dose 40 mg/m2 [L §2] → **40 mg/m2**. BSA above 2.2 m2 counts as "
+        "2.2 m2 [L §2].",
+        "Every dose on the order is checked (ordered and calculated, each dose line and range); the highest is "
+        "reported. Orders more than 10% above the label dose are flagged (a project setting). Height and weight must "
+        "be current (height 365 d, weight 30 d).",
+        "",
+        "**What to do:** recalculate the dose, or record why this dose is intended.",
+    ]
+    per_m2 = ixabepilone_order(50)
+    finding = only(list(dose_check(make_facts(orders=(per_m2,), draft_orders=(per_m2,)), kb)), "dose-check")
+    assert finding.summary == "Ixabepilone 50 mg/m2 > 40 mg/m2 by 25%"
+    assert finding.detail.splitlines()[0] == (
+        "- ixabepilone 45 MG Injection: **50 mg/m2** ordered; label dose 40 mg/m2, flagged above 44 mg/m2")
