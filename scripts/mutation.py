@@ -23,7 +23,8 @@ in a process forked from a server that ran no test (``process_isolation =
 
 ``summary`` counts mutmut's results and lists every mutant that was not
 killed with its justification from ``tests/mutation/justified.txt`` (one line
-a mutant: ``name<TAB>why``); a survivor without one is marked UNJUSTIFIED.
+a mutant, or a glob of mutants of one function: ``name<TAB>why``); a survivor
+without one is marked UNJUSTIFIED.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from fnmatch import fnmatch
 from importlib.metadata import version
 from pathlib import Path
 
@@ -153,7 +155,8 @@ def summary() -> int:
     for name, status in sorted(statuses.items()):
         if status in {"killed", "timeout"}:
             continue
-        lines.append(f"- `{name}` ({status}): {reasons.get(name, 'UNJUSTIFIED')}")
+        why = next((why for pattern, why in reasons.items() if fnmatch(name, pattern)), "UNJUSTIFIED")
+        lines.append(f"- `{name}` ({status}): {why}")
     SUMMARY.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"{SUMMARY.relative_to(ROOT)}: {killed}/{tested} killed, {score:.1%}")
     return 0

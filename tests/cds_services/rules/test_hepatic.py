@@ -212,3 +212,24 @@ def test_the_boxed_warning_card_shows_each_value_as_a_multiple_of_its_uln(kb):
         "**What to do:** do not give the combination; review liver tests and the regimen.",
     ]
     assert [(a.type, a.resource_id) for s in finding.suggestions for a in s.actions] == [("delete", "MedicationRequest/ixa-1")]
+
+
+def test_the_dose_band_card_says_how_old_each_value_is_where_its_uln_came_from_and_what_gilbert_excludes(kb):
+    """Label §2.4 table: AST 200 U/L with ULN 40 is 5 x ULN, within 10 x ULN: 32 mg/m2 (bilirubin 2 x ULN is not
+    counted with Gilbert's syndrome). The AST is 20 days old (project window 14 d) and the bilirubin's ULN is the
+    documented default: the card says both."""
+    facts = with_labs(make_facts(gilbert_syndrome=(evidence("Gilbert syndrome"),)),
+                      ast=lab("ast", 200.0, days=20), bilirubin=lab("bilirubin", 2.4, uln_defaulted=True))
+    finding = only(list(hepatic_monotherapy(facts, kb)), "hepatic-monotherapy")
+    assert finding.summary == "AST 5 x ULN (old result 2026-11-05): reduce ixabepilone to 32 mg/m2 (hepatic table)"
+    lines = finding.detail.splitlines()
+    assert lines[0] == ("- AST 200 U/L on 2026-11-05 (20 d ago, Observation/ast-1; recorded as 200.0 U/L): **5 x ULN**; "
+                        "ULN 40 U/L (lab reference range); it is 20 days old, older than the 14-day window "
+                        "[project setting]: repeat before dosing")
+    assert lines[2] == ("- Bilirubin 2.4 mg/dL on 2026-11-24 (1 d ago, Observation/bilirubin-1): **2 x ULN**; "
+                        "ULN 1.2 mg/dL (**default**: the lab gave no reference range [project setting]); "
+                        "not counted (Gilbert's syndrome)")
+    assert lines[3] == "- Gilbert's syndrome is recorded: bilirubin is excluded from the table's criteria [L §2.4]."
+    assert lines[-1] == "**What to do:** give 32 mg/m2 [L §2.4 Table (monotherapy)]."
+    undated = with_labs(make_facts(), ast=dataclasses.replace(lab("ast", 200.0), effective=None))
+    assert "(undated result)" in only(list(hepatic_monotherapy(undated, kb)), "hepatic-monotherapy").summary
