@@ -69,3 +69,20 @@ def test_no_card_when_the_labs_could_not_be_read_at_all(kb):
 
     facts = dataclasses.replace(make_facts(), labs={}, unavailable={"labs": "FHIR server error (500)"})
     assert list(labs_missing(facts, kb)) == []
+
+
+def test_each_test_not_current_is_named_with_why_and_its_window(kb):
+    """Freshness windows (project settings, ixabepilone.md Lab freshness): 7 days for the CBC, 14 for liver tests."""
+    import dataclasses
+
+    facts = with_labs(make_facts(), neutrophils=None, wbc=None,
+                      platelets=lab("platelets", None, problem="unknown unit 'giga/L'"),
+                      ast=dataclasses.replace(lab("ast", 30), effective=None), bilirubin=lab("bilirubin", 0.8, days=30))
+    finding = only(list(labs_missing(facts, kb)), "labs-missing")
+    assert finding.summary == ("No current ANC (none), Platelets (unusable), AST (undated), Bilirubin (30 d old): "
+                               "check before dosing")
+    lines = finding.detail.splitlines()
+    assert lines[0].startswith("- ANC: no result on record (window 7 d ")
+    assert lines[1].startswith("- Platelets: latest result cannot be used: unknown unit 'giga/L' (window 7 d ")
+    assert lines[2].startswith("- AST: latest result 30 U/L has no date (window 14 d ")
+    assert lines[3].startswith("- Bilirubin: latest 0.8 mg/dL on 2026-10-26, 30 days old (window 14 d ")
