@@ -88,3 +88,41 @@ def test_a_reduction_updates_only_the_drafts_above_the_new_dose(kb):
     by_mg = (ixabepilone_order(mg=35), ixabepilone_order(mg=33, ref="MedicationRequest/ixa-2"))
     (suggestion,) = reduce_orders(make_facts(orders=by_mg), 20, "x", bsa=1.66)
     assert len(suggestion.actions) == 1
+
+
+def test_a_lab_line_says_value_unit_date_age_resource_and_what_was_recorded():
+    from cds_services.rules.common import lab_text
+    from tests.cds_services.rules.conftest import lab
+
+    facts = make_facts()
+    assert lab_text(facts, lab("platelets", 80_000), whole=True) == (
+        "Platelets 80,000 cells/mm3 on 2026-11-24 (1 d ago, Observation/platelets-1)")  # as recorded: not repeated
+    converted = dataclasses.replace(lab("neutrophils", 1_200), raw="1.2 10*3/uL", status="preliminary",
+                                    note="read as 10*3/uL")
+    assert lab_text(facts, converted, whole=True) == (
+        "ANC (preliminary) 1,200 cells/mm3 on 2026-11-24 (1 d ago, Observation/neutrophils-1; recorded as "
+        "1.2 10\\*3/uL; read as 10*3/uL)")
+    same = dataclasses.replace(lab("ast", 35.0), raw="35 U/L", ref=None, effective=ago(hours=2))
+    assert lab_text(facts, same) == "AST 35 U/L on 2026-11-25 (today)"
+    future = dataclasses.replace(lab("ast", 35.0), raw="35 U/L", ref=None, effective=ago(hours=-30))
+    assert lab_text(facts, future) == "AST 35 U/L on 2026-11-26 (in the future)"
+    bound = dataclasses.replace(lab("platelets", 50_000), comparator="<", raw="<50 10*3/uL")
+    assert lab_text(facts, bound, whole=True).startswith("Platelets <50,000 cells/mm3 on 2026-11-24")
+    newer = dataclasses.replace(lab("ast", None, days=0.5, problem="hemolysed"), ref="Observation/ast-2")
+    with_newer = dataclasses.replace(lab("ast", 35.0), raw="35 U/L", newer_unusable=newer)
+    assert lab_text(facts, with_newer) == (
+        "AST 35 U/L on 2026-11-24 (1 d ago, Observation/ast-1; the newer result Observation/ast-2 of 2026-11-25 "
+        "could not be used (hemolysed): this one was used)")
+
+
+def test_a_bound_is_below_a_limit_only_when_the_bound_settles_it():
+    """A result "<50" (FHIR Quantity.comparator) is below 100 and below 50; ">50" is not below 50 and may or may
+    not be below 100 (None)."""
+    from cds_services.rules.common import is_above, is_below
+
+    assert [is_below(99, None, 100), is_below(100, None, 100)] == [True, False]
+    assert [is_below(50, "<", 50), is_below(50, "<", 49), is_below(50, "<=", 51), is_below(50, "<=", 50)] == [
+        True, None, True, None]
+    assert [is_below(50, ">", 50), is_below(50, ">=", 49), is_below(50, ">", 100)] == [False, False, None]
+    assert [is_above(101, None, 100), is_above(100, None, 100), is_above(50, ">", 50), is_above(50, ">", 60)] == [
+        True, False, True, None]
