@@ -112,3 +112,27 @@ def test_the_dose_card_shows_the_arithmetic_from_the_label(kb):
     assert finding.summary == "Ixabepilone 50 mg/m2 > 40 mg/m2 by 25%"
     assert finding.detail.splitlines()[0] == (
         "- ixabepilone 45 MG Injection: **50 mg/m2** ordered; label dose 40 mg/m2, flagged above 44 mg/m2")
+
+
+def test_why_the_bsa_could_not_be_had_is_said_per_measurement(kb):
+    """ixabepilone.md: BSA from the latest height and weight; a weight older than 30 days (height: 365) makes the
+    dose check "cannot verify" rather than silent."""
+    import dataclasses
+
+    from cds_services.rules.dose import bsa_for
+
+    def why(**labs):
+        return bsa_for(with_labs(make_facts(), **labs), kb)
+
+    assert why(height=None)[0] is None and why(height=None)[2] == "no height on record"
+    assert why(weight=lab("weight", None, problem="unit [lb_av] unreadable"))[2] == "weight unusable (unit [lb_av] unreadable)"
+    assert why(weight=dataclasses.replace(lab("weight", 60), comparator=">", raw=">60 kg"))[2] == (
+        "weight recorded only as a bound ('>60 kg')")
+    assert why(weight=lab("weight", 68, days=45), height=lab("height", 165, days=400))[2] == (
+        "height 400 days old (window 365 d); weight 45 days old (window 30 d)")
+    assert why(weight=dataclasses.replace(lab("weight", 68), effective=None))[2] == "weight undated (window 30 d)"
+    unread = dataclasses.replace(make_facts(), unavailable={"vitals": "FHIR server error (500)"})
+    assert bsa_for(unread, kb) == (None, None, "height and weight could not be read (FHIR server error (500))")
+    big = bsa_for(with_labs(make_facts(), height=lab("height", 190), weight=lab("weight", 120)), kb)
+    assert big[:2] == (2.2, pytest.approx(2.5166, abs=1e-3))  # sqrt(190 x 120 / 3600) = 2.52, capped at 2.2 [L §2]
+    assert big[2].endswith(", counted as 2.2 m2 (label cap)")
