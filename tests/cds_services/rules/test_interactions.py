@@ -212,3 +212,31 @@ def test_the_moderate_interaction_card_says_the_label_gives_no_dose_change(kb):
         "- Grapefruit and grapefruit juice inhibit CYP3A4 and may raise ixabepilone levels: the patient should avoid "
         "them during treatment [L §7; S].",
     ]
+
+
+def test_the_strong_inhibitor_card_quotes_the_label(kb):
+    """Label §7: avoid strong CYP3A4 inhibitors (ketoconazole raised ixabepilone AUC by 79%, §12.3); if unavoidable
+    reduce to 20 mg/m2; after the inhibitor stops, about 1 week before the full dose; grapefruit (ixabepilone.md)."""
+    facts = add_meds(make_facts(), drug("ketoconazole"), drug("clarithromycin"))
+    finding = only(list(cyp3a4_strong_inhibitor(facts, kb)), "cyp3a4-strong-inhibitor")
+    assert finding.summary == "Strong CYP3A4 inhibitors ketoconazole, clarithromycin: avoid, or reduce ixabepilone to 20 mg/m2"
+    assert markdown_text(finding.detail).splitlines() == [
+        "- **ketoconazole**, active order (active), 2026-11-15, MedicationRequest/ketoconazole-request: ketoconazole "
+        "[L §7] (Raised ixabepilone AUC by 79% [L §12.3].)",
+        "  - route and dose form not recorded: counted as systemic",
+        "- **clarithromycin**, active order (active), 2026-11-15, MedicationRequest/clarithromycin-request: "
+        "clarithromycin [L §7]",
+        "  - route and dose form not recorded: counted as systemic",
+        "",
+        "**Label:** avoid strong CYP3A4 inhibitors (ketoconazole raised ixabepilone AUC by 79%). If one cannot be "
+        "avoided, reduce ixabepilone to **20 mg/m2**; after the inhibitor is stopped, wait about 7 days (1 week) before "
+        "returning to the full dose [L §7].",
+        "",
+        "- Grapefruit and grapefruit juice inhibit CYP3A4 and may raise ixabepilone levels: the patient should avoid "
+        "them during treatment [L §7; S].",
+        "",
+        "**What to do:** choose an alternative without CYP3A4 inhibition, or reduce the ixabepilone dose.",
+    ]
+    stopped_only = dataclasses.replace(make_facts(), stopped_medications=(stopped("ketoconazole", 3),))
+    assert only(list(cyp3a4_strong_inhibitor(stopped_only, kb)), "cyp3a4-strong-inhibitor").summary == (
+        "Strong CYP3A4 inhibitor ketoconazole stopped 2026-11-22: keep ixabepilone at 20 mg/m2 until about 1 week after")
