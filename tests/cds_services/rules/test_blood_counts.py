@@ -143,3 +143,14 @@ def test_the_platelet_card_quotes_the_later_cycle_reduction(kb):
         "**What to do:** hold the ixabepilone order and repeat the CBC; platelets < 25,000/mm3 (or < 50,000 with "
         "bleeding) call for a 20% dose reduction in later cycles [L §2.2].",
     ]
+
+
+def test_a_bound_below_the_threshold_settles_it_and_the_summary_keeps_the_bound(kb):
+    """"<1,000" ANC is below label §4's 1,500 whatever the value: contraindicated, shown as the lab reported it."""
+    reported = dataclasses.replace(lab("neutrophils", 1_000), comparator="<", status="preliminary")
+    facts = dataclasses.replace(make_facts(), labs={k: v for k, v in make_facts().labs.items() if k != "neutrophils"},
+                                preliminary_labs={"neutrophils": reported})
+    finding = only(list(neutrophils_low(facts, kb)), "neutrophils-low")
+    assert finding.summary.startswith("ANC (preliminary) <1,000/mm3, below 1,500")
+    plain = only(list(platelets_low(with_labs(make_facts(), platelets=lab("platelets", 80_000)), kb)), "platelets-low")
+    assert plain.summary.startswith("Platelets 80,000/mm3 < 100,000")
