@@ -233,3 +233,31 @@ def test_the_dose_band_card_says_how_old_each_value_is_where_its_uln_came_from_a
     assert lines[-1] == "**What to do:** give 32 mg/m2 [L §2.4 Table (monotherapy)]."
     undated = with_labs(make_facts(), ast=dataclasses.replace(lab("ast", 200.0), effective=None))
     assert "(undated result)" in only(list(hepatic_monotherapy(undated, kb)), "hepatic-monotherapy").summary
+
+
+TABLE_LINE = ("**Label table (monotherapy, first course) [L §2.4]:** AST and ALT ≤ 2.5 x ULN and bilirubin ≤ 1 x ULN: "
+              "40 mg/m2; AST and ALT ≤ 10 x ULN and bilirubin ≤ 1.5 x ULN: 32 mg/m2; AST and ALT ≤ 10 x ULN and bilirubin "
+              "> 1.5 to ≤ 3 x ULN: 20 mg/m2, up to 30 mg/m2 if tolerated; AST or ALT > 10 x ULN or bilirubin > 3 x ULN: "
+              "not recommended.")
+
+
+@pytest.mark.parametrize(("labs", "indicator", "summary", "what", "action"), [
+    ({"bilirubin": 2.4}, "warning", "Bilirubin 2 x ULN: reduce ixabepilone to 20 mg/m2 (hepatic table)",
+     "**What to do:** give 20 mg/m2 to start, up to 30 mg/m2 in later cycles if tolerated [L §2.4 Table (monotherapy)].",
+     ("update", "Change ixabepilone 45 MG Injection to 20 mg/m2 (hepatic impairment, label §2.4)")),
+    ({"alt": 90.0, "bilirubin": 1.5}, "warning", "Bilirubin 1.25 x ULN: reduce ixabepilone to 32 mg/m2 (hepatic table)",
+     "**What to do:** give 32 mg/m2 [L §2.4 Table (monotherapy)].",
+     ("update", "Change ixabepilone 45 MG Injection to 32 mg/m2 (hepatic impairment, label §2.4)")),
+    ({"ast": 500.0}, "critical", "AST 12.5 x ULN: ixabepilone not recommended (hepatic impairment)",
+     "**What to do:** do not give ixabepilone; review liver function.",
+     ("delete", "Remove the draft order ixabepilone 45 MG Injection")),
+])
+def test_each_row_of_the_monotherapy_table_gives_its_card(kb, labs, indicator, summary, what, action):
+    """Label §2.4 table with ULN 40 U/L and 1.2 mg/dL: bilirubin 2 x ULN -> 20 mg/m2; ALT 2.25 x and bilirubin
+    1.25 x ULN -> 32 mg/m2 (only the bilirubin is above the first row); AST 12.5 x ULN -> not recommended."""
+    facts = with_labs(make_facts(), **{k: lab(k, v) for k, v in labs.items()})
+    finding = only(list(hepatic_monotherapy(facts, kb)), "hepatic-monotherapy")
+    assert (finding.indicator, finding.summary) == (indicator, summary)
+    lines = finding.detail.splitlines()
+    assert lines[-4:] == ["", TABLE_LINE, "", what]
+    assert [(a.type, a.description) for s in finding.suggestions for a in s.actions] == [action]
