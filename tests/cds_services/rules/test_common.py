@@ -126,3 +126,26 @@ def test_a_bound_is_below_a_limit_only_when_the_bound_settles_it():
     assert [is_below(50, ">", 50), is_below(50, ">=", 49), is_below(50, ">", 100)] == [False, False, None]
     assert [is_above(101, None, 100), is_above(100, None, 100), is_above(50, ">", 50), is_above(50, ">", 60)] == [
         True, False, True, None]
+
+
+def test_request_text_is_escaped_so_it_can_start_no_block_and_make_no_link():
+    """GFM (CDS Hooks 2.0 card detail): a line opening with "#", ">", "-", "+", "=" or "1." starts a block; "www."
+    and "user@host" autolink; control characters could open new lines. Each is neutralised, and the text still
+    reads the same."""
+    from cds_services.rules.common import escape_md
+
+    assert escape_md("# Heading") == "\\# Heading"
+    assert escape_md("- item") == "\\- item"
+    assert escape_md("12. item") == "12\\. item"
+    assert escape_md("3) item") == "3\\) item"
+    assert escape_md("3.4 10*3/uL") == "3.4 10\\*3/uL"  # not a list: no space after the marker
+    assert escape_md("see www.example.org") == "see www\\.example.org"
+    assert escape_md("dr@example.org") == "dr\u200b@example.org"
+    assert escape_md("a\nb\u2028c\x00") == "a b c"
+
+
+def test_a_bound_is_above_a_limit_only_when_the_bound_settles_it():
+    from cds_services.rules.common import is_above
+
+    assert [is_above(50, ">=", 50), is_above(50, ">=", 49), is_above(50, ">=", 60)] == [None, True, None]
+    assert [is_above(50, "<", 50), is_above(50, "<=", 50), is_above(50, "<", 40)] == [False, False, None]
