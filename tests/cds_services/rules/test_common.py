@@ -149,3 +149,22 @@ def test_a_bound_is_above_a_limit_only_when_the_bound_settles_it():
 
     assert [is_above(50, ">=", 50), is_above(50, ">=", 49), is_above(50, ">=", 60)] == [None, True, None]
     assert [is_above(50, "<", 50), is_above(50, "<=", 50), is_above(50, "<", 40)] == [False, False, None]
+
+
+def test_a_summary_names_three_drugs_and_counts_the_rest():
+    from cds_services.rules.common import names
+
+    assert names(["a", "b", "c"]) == "a, b, c"
+    assert names(["a", "b", "c", "d", "a"]) == "a, b, c +1 more"
+
+
+def test_only_warning_and_critical_cards_offer_override_reasons(kb):
+    """CDS Hooks 2.0 overrideReasons: a reason to override a warning; an info card has nothing to override."""
+    from cds_services.rules.neuropathy import neuropathy_risk
+    from fhir_mappings.facts import Evidence as E
+
+    info = only(list(neuropathy_risk(make_facts(diabetes=(E(label="Diabetes", date=ago(5)),)), kb)), "neuropathy-risk")
+    assert info.override_reasons == ()
+    warning = only(list(cyp3a4_strong_inhibitor(add_meds(make_facts(), drug("ketoconazole")), kb)),
+                   "cyp3a4-strong-inhibitor")
+    assert [code for code, _ in warning.override_reasons] == ["benefit-outweighs-risk", "patient-monitored", "data-outdated"]
