@@ -24,7 +24,7 @@ in a process forked from a server that ran no test (``process_isolation =
 ``summary`` counts mutmut's results and lists every mutant that was not
 killed with its justification from ``tests/mutation/justified.txt`` (one line
 a mutant, or a glob of mutants of one function: ``name<TAB>why``); a survivor
-without one is marked UNJUSTIFIED.
+without one is listed as open.
 """
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ JUSTIFIED = RESULTS / "justified.txt"
 SUMMARY = RESULTS / "summary.md"
 
 Statement = file_mutation.MODULE_STATEMENT
+OPEN = "open: no test kills it yet, and it is not shown equivalent"
 
 # Decorators that only wrap the function they are given: safe on the trampoline alone.
 WRAPPERS = frozenset({"rule", "cache", "lru_cache"})
@@ -136,11 +137,19 @@ def summary() -> int:
     score = killed / tested if tested else 0.0
     reasons = _justified()
     scope = ", ".join(str(p) for p in config().source_paths)
+    ran = sorted({name.split(".x")[0] for name, status in statuses.items() if status != "not checked"})
+    left = sorted({name.split(".x")[0] for name, status in statuses.items() if status == "not checked"})
     lines = [
         "# Mutation testing: results",
         "",
         f"Scope: {scope} (mutmut {version('mutmut')}, `make mutation`; configuration in pyproject.toml, "
         "[tool.mutmut]). Written by `scripts/mutation.py summary`; justifications from justified.txt.",
+        "",
+        f"Tests run for each mutant (those of its selection that reach the mutated function): "
+        f"{', '.join(config().pytest_add_cli_args_test_selection)}.",
+        "",
+        f"Modules run: {', '.join(ran) or 'none'}.",
+        f"Modules not run (their mutants are 'not checked' and left out of the score): {', '.join(left) or 'none'}.",
         "",
         f"- mutants: {sum(counts.values())}",
         f"- killed: {killed} (of which timeout: {counts['timeout']})",
@@ -149,13 +158,13 @@ def summary() -> int:
           if status not in {"killed", "timeout", "survived"}),
         f"- score: {score:.1%} (killed / mutants tested)",
         "",
-        "## Not killed, and why",
+        "## Not killed, and why (open: still to kill or to show equivalent)",
         "",
     ]
     for name, status in sorted(statuses.items()):
-        if status in {"killed", "timeout"}:
+        if status in {"killed", "timeout", "not checked"}:
             continue
-        why = next((why for pattern, why in reasons.items() if fnmatch(name, pattern)), "UNJUSTIFIED")
+        why = next((why for pattern, why in reasons.items() if fnmatch(name, pattern)), OPEN)
         lines.append(f"- `{name}` ({status}): {why}")
     SUMMARY.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"{SUMMARY.relative_to(ROOT)}: {killed}/{tested} killed, {score:.1%}")
