@@ -11,5 +11,5 @@ demo:
 mutation:
 	@test -x .venv/bin/mutmut || { echo "no mutmut in .venv: run first: .venv/bin/pip install -q -r requirements-mutation.txt" >&2; exit 2; }
 	rm -rf mutants
-	nice -n 15 .venv/bin/python scripts/mutation.py run --max-children 2 $(MUTANTS)
+	nice -n 15 .venv/bin/python scripts/mutation.py run --max-children 2 $(if $(MUTANTS),'$(MUTANTS)')
 	.venv/bin/python scripts/mutation.py summary

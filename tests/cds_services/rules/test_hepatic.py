@@ -261,3 +261,9 @@ def test_each_row_of_the_monotherapy_table_gives_its_card(kb, labs, indicator, s
     lines = finding.detail.splitlines()
     assert lines[-4:] == ["", TABLE_LINE, "", what]
     assert [(a.type, a.description) for s in finding.suggestions for a in s.actions] == [action]
+
+
+def test_the_summary_names_an_alt_above_the_first_row(kb):
+    """Label §2.4: AST and ALT count alike; ALT 200 U/L with ULN 40 (5 x ULN) -> 32 mg/m2, named in the summary."""
+    finding = only(list(hepatic_monotherapy(with_labs(make_facts(), alt=lab("alt", 200.0)), kb)), "hepatic-monotherapy")
+    assert finding.summary == "ALT 5 x ULN: reduce ixabepilone to 32 mg/m2 (hepatic table)"

@@ -240,3 +240,24 @@ def test_the_strong_inhibitor_card_quotes_the_label(kb):
     stopped_only = dataclasses.replace(make_facts(), stopped_medications=(stopped("ketoconazole", 3),))
     assert only(list(cyp3a4_strong_inhibitor(stopped_only, kb)), "cyp3a4-strong-inhibitor").summary == (
         "Strong CYP3A4 inhibitor ketoconazole stopped 2026-11-22: keep ixabepilone at 20 mg/m2 until about 1 week after")
+
+
+def test_a_stopped_local_form_of_an_inhibitor_does_not_count(kb):
+    """Ketoconazole cream stopped three days ago gave no systemic exposure: no washout to wait for [L §7]."""
+    cream = dataclasses.replace(stopped("ketoconazole", 3), exposure="local", exposure_basis="dose form Cream")
+    assert list(cyp3a4_strong_inhibitor(dataclasses.replace(make_facts(), stopped_medications=(cream,)), kb)) == []
+
+
+@pytest.mark.parametrize(("intent", "shown"), [("plan", True), ("proposal", True), ("order", False), (None, False)])
+def test_an_inhibitor_only_planned_or_proposed_says_so(kb, intent, shown):
+    """FHIR R4 MedicationRequest.intent: a plan or proposal is not an order yet, and the line says which."""
+    use = dataclasses.replace(drug("itraconazole"), intent=intent)
+    detail = only(list(cyp3a4_strong_inhibitor(add_meds(make_facts(), use), kb)), "cyp3a4-strong-inhibitor").detail
+    assert (f"; intent {intent}" in detail) is shown
+
+
+def test_a_local_form_of_an_inducer_is_named_as_not_counted(kb):
+    gel = dataclasses.replace(drug("carbamazepine", display="carbamazepine gel"), exposure="local",
+                              exposure_basis="dose form Gel")
+    finding = only(list(cyp3a4_strong_inducer(add_meds(make_facts(), gel, drug("rifampin")), kb)), "cyp3a4-strong-inducer")
+    assert "Not counted (local use" in finding.detail and "**carbamazepine gel**" in finding.detail
