@@ -288,21 +288,30 @@ def test_order_select_of_the_ixabepilone_order_gets_the_same_critical_card(clien
     assert "Platelets 80,000 cells/mm3 on 2026-11-24" in cards[0]["detail"]
 
 
-def test_order_select_of_another_order_gets_no_cards(client):
-    """Selecting an unrelated order while an ixabepilone draft sits on the list: nothing to say yet."""
-    body = request_body("platelets-low-order-select")
+def draft_medication(body: dict[str, Any], order_id: str, rxcui: str, display: str) -> None:
     body["context"]["draftOrders"]["entry"].append({"resource": {
         "resourceType": "MedicationRequest",
-        "id": "draft-acetaminophen",
+        "id": order_id,
         "status": "draft",
         "intent": "order",
         "medicationCodeableConcept": {"coding": [
-            {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "313782",
-             "display": "acetaminophen 325 MG Oral Tablet"}]},
+            {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": rxcui, "display": display}]},
         "subject": {"reference": "Patient/ixa-platelets-low"},
     }})
+
+
+def test_order_select_of_another_order_gets_no_cards_though_an_unselected_draft_interacts(client):
+    """Selecting an unrelated order while an ixabepilone draft and ketoconazole (a strong CYP3A4 inhibitor,
+    label §7.1; RxNorm 6135, codes.md) sit unselected on the list: nothing to say yet (CDS Hooks order-select:
+    the service answers about the selections). The same list with ketoconazole selected gets the
+    interaction card, so the silence comes from the selection and not from the drafts."""
+    body = request_body("platelets-low-order-select")
+    draft_medication(body, "draft-ketoconazole", "6135", "ketoconazole 200 MG Oral Tablet")
+    draft_medication(body, "draft-acetaminophen", "313782", "acetaminophen 325 MG Oral Tablet")
     body["context"]["selections"] = ["MedicationRequest/draft-acetaminophen"]
     assert call(client, body) == []
+    body["context"]["selections"] = ["MedicationRequest/draft-ketoconazole"]
+    assert ("cyp3a4-strong-inhibitor", "warning") in pairs(call(client, body))
 
 
 # -- whole patients --------------------------------------------------------------------

@@ -4,12 +4,15 @@ import dataclasses
 import logging
 from collections import Counter
 
+import pytest
+
 from cds_services import rules
 from cds_services.rules import evaluate
 from cds_services.rules.common import Rule
 from fhir_mappings.facts import Dose
 from tests.cds_services.rules.conftest import (
     add_meds,
+    ago,
     allergy,
     drug,
     evidence,
@@ -151,3 +154,102 @@ def test_every_kind_of_record_data_names_the_checks_that_need_it():
     assert tuple(CHECKS_BY_DATA) == DATA_KINDS
     codes = {rule.code for rule in RULES}
     assert all(set(checks) <= codes for checks in CHECKS_BY_DATA.values())
+
+
+def test_an_unreadable_ixabepilone_order_is_one_info_card_that_says_no_check_ran(kb):
+    """No check could run, and silence would read as "safe": one check-unavailable card, every problem on it."""
+    (card,) = rules.unreadable_order(["MedicationRequest/ixa-1: dose <b>unreadable</b>", "MedicationRequest/ixa-2: no drug"], kb)
+    assert (card.rule, card.indicator) == ("check-unavailable", "info")
+    assert card.summary == "Could not check: ixabepilone order unreadable"
+    assert "**No card does not mean safe**" in card.detail
+    assert "MedicationRequest/ixa-2: no drug" in markdown_text(card.detail)
+    assert "<b>" not in card.detail  # request text is escaped in the card's Markdown (GFM, CDS Hooks 2.0)
+    assert rules.unreadable_order([], kb) == []
+
+
+def test_a_medication_line_names_where_it_is_recorded_and_its_status(kb):
+    """What a clinician needs to find the entry: the drug, which list it is on and its status, date and id."""
+    from cds_services.rules.common import use_line
+
+    def line(origin, status):
+        return use_line(dataclasses.replace(drug("ketoconazole", origin=origin), status=status))
+
+    assert line("draft", "draft") == "**ketoconazole**, draft order, 2026-11-15, MedicationRequest/ketoconazole-draft"
+    assert line("request", "active") == (
+        "**ketoconazole**, active order (active), 2026-11-15, MedicationRequest/ketoconazole-request")
+    assert line("request", "on-hold").startswith("**ketoconazole**, active order (on-hold), ")
+    assert line("request", "stopped").startswith("**ketoconazole**, order (stopped), ")
+    assert line("request", "completed").startswith("**ketoconazole**, order (completed), ")
+    assert line("statement", "active").startswith("**ketoconazole**, medication statement (active), ")
+    assert line("statement", None).startswith("**ketoconazole**, medication statement, ")
+    assert use_line(drug("ketoconazole"), "strong CYP3A4 inhibitor").endswith(
+        "MedicationRequest/ketoconazole-request: strong CYP3A4 inhibitor")
+
+
+def test_data_the_checks_could_not_use_is_listed_item_by_item_on_one_card(kb):
+    """A kind of record data that could not be had, an unusable latest result, an unusable newer result and a
+    resource not fully read: each is a line, and the card says that no card does not mean safe."""
+    newer = lab("platelets", None, days=0.5, problem="no value (specimen clotted)")
+    facts = with_labs(
+        dataclasses.replace(make_facts(), unavailable={"allergies": "FHIR server error (500)"},
+                            problems=("Observation/x: unknown element 'foo'",)),
+        neutrophils=lab("neutrophils", None, problem="unit 10*3/uL: 3000 is implausible"),
+        platelets=dataclasses.replace(lab("platelets", 150_000, days=2), newer_unusable=newer),
+    )
+    card = only(evaluate(facts, kb), "check-unavailable")
+    assert card.summary == ("Could not check: allergies not read; ANC unusable; newest Platelets unusable; "
+                            "record not fully read")
+    assert markdown_text(card.detail).splitlines()[2:] == [
+        "- **allergies not read**: prefetch.allergies could not be had (FHIR server error (500)); "
+        "checks that went without it: Hypersensitivity to Cremophor EL or ixabepilone.",
+        "- **ANC unusable**: latest ANC (Observation/neutrophils-1) recorded as '3000 10*3/uL': "
+        "unit 10*3/uL: 3000 is implausible",
+        "- **newest Platelets unusable**: the newest Platelets (Observation/platelets-1) of 2026-11-25 could not be "
+        "used (no value (specimen clotted)); the checks used the one of 2026-11-23 (Observation/platelets-1).",
+        "- **record not fully read**: Observation/x: unknown element 'foo'",
+    ]
+
+
+def test_for_a_patient_already_on_ixabepilone_only_the_checks_that_ran_are_named_and_labs_are_not_listed(kb):
+    """No ixabepilone draft, a strong inhibitor drafted, ixabepilone active in the record: only the interaction
+    and live-vaccine checks run (issue 12 item 6), so a missing kind of data names those alone, and the labs
+    they do not read are not reported."""
+    regimen = dataclasses.replace(drug("ixabepilone"), display="ixabepilone 45 MG Injection")
+    facts = with_labs(
+        dataclasses.replace(make_facts(orders=(), draft_orders=(drug("clarithromycin", origin="draft"),)),
+                            medications=(regimen,), unavailable={"medicationStatements": "FHIR server timeout"}),
+        platelets=lab("platelets", None, problem="no value"),
+    )
+    card = only(evaluate(facts, kb), "check-unavailable")
+    assert card.summary == "Could not check: medicationStatements not read"
+    assert ("checks that went without it: Strong CYP3A4 inhibitor, Strong CYP3A4 inducer.") in card.detail
+
+
+def on_ixabepilone(course, *drafts):
+    return make_facts(orders=(), draft_orders=drafts or (drug("clarithromycin", origin="draft"),),
+                      medications=tuple(c for c in course if c.status not in ("stopped", "completed")),
+                      stopped_medications=tuple(c for c in course if c.status in ("stopped", "completed")))
+
+
+def ixabepilone_course(status="active", *, days=None):
+    use = dataclasses.replace(drug("ixabepilone"), display="ixabepilone 45 MG Injection", status=status)
+    return dataclasses.replace(use, ended=ago(days)) if days is not None else use
+
+
+@pytest.mark.parametrize(("course", "named"), [
+    ((ixabepilone_course(),), "(active order)"),
+    ((ixabepilone_course("completed", days=10),), "(ixabepilone given 2026-11-15)"),
+    ((ixabepilone_course("completed", days=20), ixabepilone_course("stopped", days=5)),
+     "(ixabepilone given 2026-11-20)"),  # the latest dose given
+    ((ixabepilone_course("completed", days=21),), "(ixabepilone given 2026-11-04)"),  # next cycle due: still on it
+    ((ixabepilone_course("completed", days=22),), None),  # past one 3-week cycle [L §2.1]: not on ixabepilone
+])
+def test_a_strong_inhibitor_ordered_for_a_patient_on_ixabepilone_names_the_course(kb, course, named):
+    findings = evaluate(on_ixabepilone(course), kb)
+    if named is None:
+        assert findings == []
+        return
+    card = only(findings, "cyp3a4-strong-inhibitor")
+    assert card.summary == f"Strong CYP3A4 inhibitor clarithromycin for a patient on ixabepilone {named}: avoid, or use 20 mg/m2"
+    assert "**The patient is on ixabepilone** (an active order, or one given in the last 21 days, one cycle" in card.detail
+    assert "- **ixabepilone 45 MG Injection**" in card.detail

@@ -142,3 +142,128 @@ def test_liver_disease_without_fresh_liver_tests(kb):
 def test_liver_disease_with_fresh_tests_is_graded_not_flagged(kb):
     facts = make_facts(liver_disease=(evidence("Cirrhosis of liver"),))
     assert list(hepatic_impairment_condition(facts, kb)) == []
+
+
+@pytest.mark.parametrize(("combination", "settles"), [
+    (False, "the monotherapy dose table [L §2.4]"),  # > 2.5 x ULN: 32 mg/m2, 20 mg/m2 or not recommended
+    (True, "the capecitabine contraindication (AST/ALT > 2.5 x ULN"),  # boxed warning
+])
+def test_an_ast_reported_only_as_a_bound_that_does_not_settle_the_table_is_not_graded(kb, combination, settles):
+    """AST ">80" U/L with ULN 40 is above 2 x ULN: it may be 90 (within 2.5 x ULN) or 500; the label's table
+    cannot be read from it, and the card says so rather than grading a guess."""
+    reported = dataclasses.replace(lab("ast", 80.0 if combination else 101.0), comparator=">")
+    facts = capecitabine_facts(ast=reported) if combination else with_labs(make_facts(), ast=reported)
+    findings = evaluate(facts, kb)
+    assert "hepatic-monotherapy" not in [f.rule for f in findings]
+    assert "hepatic-combination" not in [f.rule for f in findings]
+    card = only(findings, "check-unavailable")
+    assert "AST" in card.summary and "x ULN not graded" in card.summary
+    assert f"does not settle {settles}" in card.detail
+    assert "AST >" in card.detail and "a measured value is needed" in card.detail
+
+
+def test_liver_disease_without_current_liver_tests_lists_each_missing_one_and_why(kb):
+    """Label §2.4: the monotherapy dose depends on AST, ALT and bilirubin; a recorded liver disease without a
+    current panel (project window 14 days) is a warning that names each test: old, unusable or absent."""
+    facts = with_labs(make_facts(liver_disease=(evidence("Cirrhosis of liver", days=200),)),
+                      ast=lab("ast", 35.0, days=20), alt=lab("alt", None, problem="no value"), bilirubin=None)
+    finding = only(list(hepatic_impairment_condition(facts, kb)), "hepatic-impairment-condition")
+    assert finding.summary == "Cirrhosis of liver on record, no current AST, ALT, Bilirubin: dose cannot be graded"
+    lines = finding.detail.splitlines()
+    assert lines[0] == "- Cirrhosis of liver, 2026-05-09, Condition/c-1"
+    assert lines[1].startswith("- AST: latest AST 35 U/L on 2026-11-05") and lines[1].endswith(
+        ", outside the 14-day window")
+    assert lines[2:4] == ["- ALT: latest result unusable (no value)", "- Bilirubin: none on record"]
+    assert lines[5] == ("**Label:** the monotherapy dose depends on AST, ALT and bilirubin (40, 32 or 20 mg/m2, or not "
+                        "recommended) [L §2.4]; with capecitabine, raised values are a contraindication [L §4].")
+    assert lines[7].startswith("**What to do:** order AST, ALT and total bilirubin and review them before dosing "
+                               "(window 14 d ")
+    undated = make_facts(liver_disease=(evidence("Hepatitis C", days=None),))
+    undated = with_labs(undated, ast=None)
+    assert only(list(hepatic_impairment_condition(undated, kb)), "hepatic-impairment-condition").detail.startswith(
+        "- Hepatitis C, Condition/c-1\n- AST: none on record\n")
+
+
+def test_liver_disease_is_not_flagged_when_no_lab_data_could_be_had(kb):
+    """Without the labs at all, "no current AST" would be untrue: the check-unavailable card says it instead."""
+    facts = dataclasses.replace(make_facts(liver_disease=(evidence("Cirrhosis of liver"),)),
+                                labs={}, unavailable={"labs": "FHIR server error (500)"})
+    assert list(hepatic_impairment_condition(facts, kb)) == []
+
+
+def test_the_boxed_warning_card_shows_each_value_as_a_multiple_of_its_uln(kb):
+    """Boxed warning, §4, §5.3: with capecitabine, contraindicated when AST or ALT > 2.5 x ULN or bilirubin
+    > 1 x ULN. AST 120 U/L with ULN 40 is 3 x ULN; bilirubin 1.5 mg/dL with ULN 1.2 is 1.25 x ULN."""
+    facts = capecitabine_facts(ast=lab("ast", 120.0), bilirubin=lab("bilirubin", 1.5))
+    finding = only(list(hepatic_combination(facts, kb)), "hepatic-combination")
+    assert finding.summary == ("AST 3 x ULN, Bilirubin 1.25 x ULN with capecitabine: ixabepilone contraindicated "
+                               "(boxed warning)")
+    assert finding.detail.splitlines() == [
+        "- AST 120 U/L on 2026-11-24 (1 d ago, Observation/ast-1; recorded as 120.0 U/L): **3 x ULN**; "
+        "ULN 40 U/L (lab reference range)",
+        "- Bilirubin 1.5 mg/dL on 2026-11-24 (1 d ago, Observation/bilirubin-1): **1.25 x ULN**; "
+        "ULN 1.2 mg/dL (lab reference range)",
+        "- Capecitabine: **capecitabine 500 MG Oral Tablet**, active order (active), 2026-11-15, "
+        "MedicationRequest/capecitabine-request",
+        "",
+        "**Label (boxed warning):** with capecitabine, IXEMPRA is contraindicated when AST or ALT > 2.5 x ULN or "
+        "bilirubin > 1 x ULN: higher risk of toxicity and neutropenia-related death [L Boxed warning; §4; §5.3].",
+        "",
+        "**What to do:** do not give the combination; review liver tests and the regimen.",
+    ]
+    assert [(a.type, a.resource_id) for s in finding.suggestions for a in s.actions] == [("delete", "MedicationRequest/ixa-1")]
+
+
+def test_the_dose_band_card_says_how_old_each_value_is_where_its_uln_came_from_and_what_gilbert_excludes(kb):
+    """Label §2.4 table: AST 200 U/L with ULN 40 is 5 x ULN, within 10 x ULN: 32 mg/m2 (bilirubin 2 x ULN is not
+    counted with Gilbert's syndrome). The AST is 20 days old (project window 14 d) and the bilirubin's ULN is the
+    documented default: the card says both."""
+    facts = with_labs(make_facts(gilbert_syndrome=(evidence("Gilbert syndrome"),)),
+                      ast=lab("ast", 200.0, days=20), bilirubin=lab("bilirubin", 2.4, uln_defaulted=True))
+    finding = only(list(hepatic_monotherapy(facts, kb)), "hepatic-monotherapy")
+    assert finding.summary == "AST 5 x ULN (old result 2026-11-05): reduce ixabepilone to 32 mg/m2 (hepatic table)"
+    lines = finding.detail.splitlines()
+    assert lines[0] == ("- AST 200 U/L on 2026-11-05 (20 d ago, Observation/ast-1; recorded as 200.0 U/L): **5 x ULN**; "
+                        "ULN 40 U/L (lab reference range); it is 20 days old, older than the 14-day window "
+                        "[project setting]: repeat before dosing")
+    assert lines[2] == ("- Bilirubin 2.4 mg/dL on 2026-11-24 (1 d ago, Observation/bilirubin-1): **2 x ULN**; "
+                        "ULN 1.2 mg/dL (**default**: the lab gave no reference range [project setting]); "
+                        "not counted (Gilbert's syndrome)")
+    assert lines[3] == "- Gilbert's syndrome is recorded: bilirubin is excluded from the table's criteria [L §2.4]."
+    assert lines[-1] == "**What to do:** give 32 mg/m2 [L §2.4 Table (monotherapy)]."
+    undated = with_labs(make_facts(), ast=dataclasses.replace(lab("ast", 200.0), effective=None))
+    assert "(undated result)" in only(list(hepatic_monotherapy(undated, kb)), "hepatic-monotherapy").summary
+
+
+TABLE_LINE = ("**Label table (monotherapy, first course) [L §2.4]:** AST and ALT ≤ 2.5 x ULN and bilirubin ≤ 1 x ULN: "
+              "40 mg/m2; AST and ALT ≤ 10 x ULN and bilirubin ≤ 1.5 x ULN: 32 mg/m2; AST and ALT ≤ 10 x ULN and bilirubin "
+              "> 1.5 to ≤ 3 x ULN: 20 mg/m2, up to 30 mg/m2 if tolerated; AST or ALT > 10 x ULN or bilirubin > 3 x ULN: "
+              "not recommended.")
+
+
+@pytest.mark.parametrize(("labs", "indicator", "summary", "what", "action"), [
+    ({"bilirubin": 2.4}, "warning", "Bilirubin 2 x ULN: reduce ixabepilone to 20 mg/m2 (hepatic table)",
+     "**What to do:** give 20 mg/m2 to start, up to 30 mg/m2 in later cycles if tolerated [L §2.4 Table (monotherapy)].",
+     ("update", "Change ixabepilone 45 MG Injection to 20 mg/m2 (hepatic impairment, label §2.4)")),
+    ({"alt": 90.0, "bilirubin": 1.5}, "warning", "Bilirubin 1.25 x ULN: reduce ixabepilone to 32 mg/m2 (hepatic table)",
+     "**What to do:** give 32 mg/m2 [L §2.4 Table (monotherapy)].",
+     ("update", "Change ixabepilone 45 MG Injection to 32 mg/m2 (hepatic impairment, label §2.4)")),
+    ({"ast": 500.0}, "critical", "AST 12.5 x ULN: ixabepilone not recommended (hepatic impairment)",
+     "**What to do:** do not give ixabepilone; review liver function.",
+     ("delete", "Remove the draft order ixabepilone 45 MG Injection")),
+])
+def test_each_row_of_the_monotherapy_table_gives_its_card(kb, labs, indicator, summary, what, action):
+    """Label §2.4 table with ULN 40 U/L and 1.2 mg/dL: bilirubin 2 x ULN -> 20 mg/m2; ALT 2.25 x and bilirubin
+    1.25 x ULN -> 32 mg/m2 (only the bilirubin is above the first row); AST 12.5 x ULN -> not recommended."""
+    facts = with_labs(make_facts(), **{k: lab(k, v) for k, v in labs.items()})
+    finding = only(list(hepatic_monotherapy(facts, kb)), "hepatic-monotherapy")
+    assert (finding.indicator, finding.summary) == (indicator, summary)
+    lines = finding.detail.splitlines()
+    assert lines[-4:] == ["", TABLE_LINE, "", what]
+    assert [(a.type, a.description) for s in finding.suggestions for a in s.actions] == [action]
+
+
+def test_the_summary_names_an_alt_above_the_first_row(kb):
+    """Label §2.4: AST and ALT count alike; ALT 200 U/L with ULN 40 (5 x ULN) -> 32 mg/m2, named in the summary."""
+    finding = only(list(hepatic_monotherapy(with_labs(make_facts(), alt=lab("alt", 200.0)), kb)), "hepatic-monotherapy")
+    assert finding.summary == "ALT 5 x ULN: reduce ixabepilone to 32 mg/m2 (hepatic table)"

@@ -107,3 +107,90 @@ def test_detail_says_what_made_it_severe(kb):
 
 def test_unrelated_allergy_is_silent(kb):
     assert list(hypersensitivity(make_facts(allergies=(allergy("famotidine"),)), kb)) == []
+
+
+@pytest.mark.parametrize(("criticality", "severity", "anaphylaxis", "graded"), [
+    # ixabepilone.md, Contraindications: severe = criticality high, severity severe, or anaphylaxis
+    ("high", None, False, ("severe", "criticality high")),
+    (None, "severe", False, ("severe", "reaction recorded as severe")),
+    (None, None, True, ("severe", "anaphylaxis")),
+    ("high", "severe", True, ("severe", "criticality high, reaction recorded as severe, anaphylaxis")),
+    ("low", "severe", False, ("severe", "reaction recorded as severe")),  # any severe sign wins
+    ("low", None, False, ("not_severe", "criticality low")),
+    (None, "mild", False, ("not_severe", "reaction recorded as mild")),
+    ("unable-to-assess", "moderate", False, ("not_severe", "reaction recorded as moderate")),
+    ("unable-to-assess", None, False, ("unknown", "neither criticality nor reaction severity says it was severe or mild")),
+])
+def test_how_severe_a_recorded_reaction_was_and_what_says_so(criticality, severity, anaphylaxis, graded):
+    from cds_services.rules.hypersensitivity import severity_of
+
+    recorded = dataclasses.replace(allergy("cremophor", criticality=criticality), severity=severity,
+                                   anaphylaxis=anaphylaxis)
+    assert severity_of(recorded) == graded
+
+
+def test_the_premedication_suggestion_is_recommended_and_says_what_it_orders(kb):
+    """Label §2.3: after a reaction to IXEMPRA, dexamethasone 20 mg IV 30 minutes before the infusion."""
+    (suggestion,) = card(kb, "ixabepilone", criticality="low").suggestions
+    assert suggestion.is_recommended is True
+    assert suggestion.label == "Order dexamethasone 20 mg IV premedication"
+    (action,) = suggestion.actions
+    assert action.description.startswith("Corticosteroid premedication: dexamethasone 20 mg IV")
+    assert action.description.endswith(" [L §2.3]")
+
+
+def test_no_premedication_suggestion_when_the_corticosteroid_is_already_ordered(kb):
+    facts = add_drafts(make_facts(allergies=(dataclasses.replace(allergy("ixabepilone", criticality="low")),)),
+                       drug("dexamethasone", origin="draft", display="dexamethasone 4 MG/ML Injectable Solution"))
+    assert only(list(hypersensitivity(facts, kb)), "hypersensitivity").suggestions == ()
+
+
+LABEL_LINES = [
+    "",
+    "**Label:** IXEMPRA is contraindicated in patients with a history of a severe (CTC grade 3/4) hypersensitivity "
+    "reaction to agents containing Cremophor EL or its derivatives such as polyoxyethylated castor oil [L §4]. Severe "
+    "here: criticality high, a reaction recorded as severe, or anaphylaxis. A Cremophor allergy of unknown severity is "
+    "treated as severe.",
+    "**Premedication:** H1 and H2 antagonists 1 hour before every infusion; after a prior reaction add a corticosteroid "
+    "(dexamethasone 20 mg IV, 30 minutes before the infusion, or orally 60 minutes before) [L §2.3].",
+    "",
+]
+CANCEL = "**What to do:** do not give ixabepilone; cancel the order."
+PREMEDICATE = ("**What to do:** confirm what the reaction was, and give the corticosteroid premedication with the H1 "
+               "and H2 antagonists.")
+
+
+@pytest.mark.parametrize(("substance", "criticality", "indicator", "summary", "reason", "what"), [
+    ("cremophor", "high", "critical",
+     "Severe reaction to Cremophor EL (polyoxyl castor oil): ixabepilone contraindicated (Cremophor EL)",
+     "**severe** (criticality high) → critical. Contraindicated after a severe (CTC grade 3/4) hypersensitivity "
+     "reaction to agents containing Cremophor EL or its derivatives such as polyoxyethylated castor oil; the IXEMPRA "
+     "diluent is polyoxyl 35 castor oil. A recorded allergy of unknown severity is treated as severe "
+     "(shared/clinical/ixabepilone.md). [L §4 Contraindications]", CANCEL),
+    ("paclitaxel", "low", "warning",
+     "Allergy to paclitaxel (Cremophor-formulated): possible Cremophor EL reaction; premedicate with a corticosteroid",
+     "**not severe** (criticality low) → warning. Paclitaxel (Taxol) is formulated in Cremophor EL: a severe reaction "
+     "to it is a severe reaction to an agent containing Cremophor EL [L §4]; after a mild or unknown-severity reaction "
+     "the cause may have been the vehicle: premedicate with a corticosteroid [L §2.3]. [L §4 Contraindications]",
+     PREMEDICATE),
+    ("ixabepilone", "low", "warning",
+     "Prior reaction to ixabepilone: give corticosteroid premedication (dexamethasone 20 mg IV)",
+     "**not severe** (criticality low) → warning. Patients who had a hypersensitivity reaction to IXEMPRA require "
+     "corticosteroid premedication in addition to the H1 and H2 antagonists [L §2.3]; a severe (grade 3/4) reaction "
+     "to IXEMPRA, itself formulated in Cremophor EL, is a severe reaction to an agent containing Cremophor EL [L §4]. "
+     "[L §2.3 Premedication; §4]", PREMEDICATE),
+    ("ixabepilone", "high", "critical",
+     "Severe prior reaction to ixabepilone (criticality high): do not give (Cremophor EL contraindication)",
+     "**severe** (criticality high) → critical. Patients who had a hypersensitivity reaction to IXEMPRA require "
+     "corticosteroid premedication in addition to the H1 and H2 antagonists [L §2.3]; a severe (grade 3/4) reaction "
+     "to IXEMPRA, itself formulated in Cremophor EL, is a severe reaction to an agent containing Cremophor EL [L §4]. "
+     "[L §2.3 Premedication; §4]", CANCEL),
+])
+def test_the_hypersensitivity_card_line_by_line(kb, substance, criticality, indicator, summary, reason, what):
+    """Label §4 (severe reaction to a Cremophor EL agent: contraindicated) and §2.3 (after a reaction to IXEMPRA:
+    corticosteroid premedication); severe = criticality high, severity severe or anaphylaxis (ixabepilone.md)."""
+    finding = card(kb, substance, criticality=criticality)
+    assert (finding.indicator, finding.summary) == (indicator, summary)
+    assert finding.detail.splitlines() == [
+        f"- **Allergy to {substance}**, criticality {criticality}, reaction severity not recorded, 2025-10-21, "
+        f"AllergyIntolerance/a-1: {reason}", *LABEL_LINES, what]
