@@ -171,7 +171,9 @@ PREMEDICATE = ("**What to do:** confirm what the reaction was, and give the cort
      "Allergy to paclitaxel (Cremophor-formulated): possible Cremophor EL reaction; premedicate with a corticosteroid",
      "**not severe** (criticality low) → warning. Paclitaxel (Taxol) is formulated in Cremophor EL: a severe reaction "
      "to it is a severe reaction to an agent containing Cremophor EL [L §4]; after a mild or unknown-severity reaction "
-     "the cause may have been the vehicle: premedicate with a corticosteroid [L §2.3]. [L §4 Contraindications]",
+     "the cause may have been the vehicle: premedicate with a corticosteroid (the label names it after a reaction to "
+     "IXEMPRA itself [L §2.3]; after a milder reaction to another Cremophor EL agent it is "
+     "shared/clinical/ixabepilone.md's reading). [L §4 Contraindications]",
      PREMEDICATE),
     ("ixabepilone", "low", "warning",
      "Prior reaction to ixabepilone: give corticosteroid premedication (dexamethasone 20 mg IV)",
