@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 MAX_PAGES = 10  # per prefetch key, first page included; beyond it the answer says the data was cut short
 MAX_MEDICATION_IDS = 100  # referenced Medications read in one search (_count covers them all)
 _UNCHECKED = "data on later pages was not checked"
+_ALL_BUSY = "this service's FHIR reads are all busy with other calls (CDS_FHIR_MAX_WAITING_CALLS)"
 _IDS_SHOWN = 5  # Medication ids named in the problem sentence when their search fails
 
 
@@ -202,8 +203,7 @@ def gather(
         return _result(resources, problems, unavailable, templates)
     with client.waiting_slot() as slot:
         if not slot:
-            busy = ("not read: this service's FHIR reads are all busy with other calls "
-                    "(CDS_FHIR_MAX_WAITING_CALLS)")
+            busy = f"not read: {_ALL_BUSY}"
             unavailable = {key: f"{why_missing[key]}, and {busy}" for key in missing}
             problems += [f"prefetch.{key}: {busy}: {_UNCHECKED}." for key in sorted(pages)]
             return _result(resources, problems, unavailable, templates)
@@ -366,8 +366,7 @@ def draft_medications(
         return [], []
     with client.waiting_slot() as slot:
         if not slot:
-            return [], ["the Medications that the draft orders reference were not read: this service's FHIR reads "
-                        "are all busy with other calls (CDS_FHIR_MAX_WAITING_CALLS)."]
+            return [], [f"the Medications that the draft orders reference were not read: {_ALL_BUSY}."]
         pool = list(drafts)
         problems = _read_medications(_Reader(client, base_url, request.access_token, deadline), pool)
     return pool[len(drafts):], problems
